@@ -1,0 +1,45 @@
+"""Solve options: one frozen record passed explicitly from the CLI or API to every stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Objective = Literal["cost", "carbon", "carbon-then-cost", "cost-then-carbon"]
+OBJECTIVES: tuple[str, ...] = ("cost", "carbon", "carbon-then-cost", "cost-then-carbon")
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """How to build and solve one instance.
+
+    time_limit_s   wall-clock limit for the solver (None = no limit)
+    mip_gap        relative gap at which HiGHS stops (0.0001 = 0.01%)
+    threads        HiGHS threads (None = HiGHS default); fixed once per process by HiGHS
+    seed           HiGHS random seed: same instance + seed -> same objective
+    objective      cost | carbon | carbon-then-cost | cost-then-carbon
+    lex_tolerance  lexicographic modes: the first objective may degrade by this fraction
+    heuristic      None (MIP) or "greedy" (the greedy planner alone, no MIP)
+    warm_start     pass the greedy plan to HiGHS as a starting incumbent
+    duals          after the MIP, fix integers and report LP duals of capacity rows
+    explain        on infeasibility, re-solve with penalised slack and explain
+    disabled_families  constraint families switched off by name (see formulation.FAMILIES)
+    max_nonzeros   refuse to build a model estimated above this many nonzeros
+    """
+
+    time_limit_s: float | None = None
+    mip_gap: float = 1e-4
+    threads: int | None = None
+    seed: int = 0
+    objective: Objective = "cost"
+    lex_tolerance: float = 1e-6
+    heuristic: Literal["greedy"] | None = None
+    warm_start: bool = True
+    duals: bool = False
+    explain: bool = True
+    disabled_families: tuple[str, ...] = field(default_factory=tuple)
+    max_nonzeros: int = 60_000_000
+    verbose: bool = False
+
+    def with_(self, **changes) -> SolveOptions:
+        return replace(self, **changes)
