@@ -1,0 +1,651 @@
+"""Solving: the only module that talks to HiGHS.
+
+Route (see docs/api.md): the active part of a Pyomo model is compiled to arrays with Pyomo's
+``LinearStandardFormCompiler`` (mixed form, declaration order of columns kept), the arrays are
+handed to ``highspy.Highs.passModel`` in memory (no LP file), HiGHS runs, and the solution is
+written back to the Pyomo variables through the compiled column list. The compiled row list is
+kept so LP duals map back to named constraints.
+
+Public functions:
+
+    solve_model(model, options, *, objective=None, start=False) -> SolverOutcome
+    lp_duals(model, options=None) -> DataFrame      (marginal values of capacity rows)
+    dual_totals(duals) -> DataFrame                  (the same summed over periods)
+    solver_version() -> str
+
+A solve stopped by a limit with an incumbent is a FEASIBLE outcome with its gap, not an error.
+Everything the compiler turns into a maximisation is handled as a minimisation internally and
+reported in the sense of the model's objective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+from pyomo.core.base.objective import ObjectiveData
+from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+
+from allocator.options import SolveOptions
+from allocator.results import Status
+
+log = logging.getLogger(__name__)
+
+LEXICOGRAPHIC: dict[str, tuple[str, str]] = {
+    "carbon-then-cost": ("obj_carbon", "obj_cost"),
+    "cost-then-carbon": ("obj_cost", "obj_carbon"),
+}
+SINGLE: dict[str, str] = {"cost": "obj_cost", "carbon": "obj_carbon"}
+OBJECTIVE_LABELS = {"obj_cost": "cost", "obj_carbon": "carbon"}
+
+# Capacity rows whose duals are reported: constraint name -> (kind, index field names).
+DUAL_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "power_cap": ("power", ("site", "period")),
+    "capacity_gpus": ("gpus", ("site", "gpu_type", "period")),
+    "network_bandwidth": ("bandwidth", ("link", "period")),
+}
+DUAL_COLUMNS = ("kind", "site", "gpu_type", "link", "period", "marginal_usd_per_unit_h")
+
+_INF = math.inf
+
+
+class SolveError(Exception):
+    """The model cannot be handed to HiGHS (e.g. no objective, a nonlinear term)."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """One HiGHS run of a lexicographic solve."""
+
+    objective_name: str
+    status: Status
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solve_s: float
+    raw_status: str
+
+
+@dataclass(frozen=True)
+class SolverOutcome:
+    """What one call of :func:`solve_model` found.
+
+    objective/bound are in the units and sense of the (last) objective solved, including its
+    constant terms; gap = |objective - bound| / max(|objective|, 1e-9) (None without both).
+    has_values says whether the Pyomo variables now hold a solution.
+    """
+
+    status: Status
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solve_s: float
+    handoff_s: float
+    solver: str
+    raw_status: str
+    has_values: bool
+    message: str = ""
+    objective_name: str = ""
+    stages: tuple[StageOutcome, ...] = ()
+    nodes: int = 0
+    size: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- HiGHS plumbing
+
+_highspy = None
+_scheduler_threads: dict[str, Any] = {}  # "threads": value the HiGHS scheduler started with
+
+
+def _hs():
+    """Import highspy lazily, and create the first Highs object with stdout silenced: HiGHS
+    prints its banner on the first construction of a process, before any option can be set,
+    which would otherwise land in the middle of the CLI's output or a pipeline's stdout."""
+    global _highspy
+    if _highspy is None:
+        import highspy
+
+        with _silenced_stdout():
+            highspy.Highs()
+        _highspy = highspy
+    return _highspy
+
+
+@contextlib.contextmanager
+def _silenced_stdout():
+    try:
+        sys.stdout.flush()
+        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+        saved = os.dup(fd)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def solver_version() -> str:
+    hs = _hs()
+    return f"HiGHS {hs.Highs().version()}"
+
+
+def _new_highs(options: SolveOptions, time_limit: float | None = None):
+    """A Highs object configured from options. ``threads`` is applied only on the first solve of
+    the process: HiGHS starts its thread scheduler once and rejects a different count later."""
+    hs = _hs()
+    h = hs.Highs()
+    h.setOptionValue("output_flag", bool(options.verbose))
+    h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+    h.setOptionValue("random_seed", int(options.seed))
+    limit = options.time_limit_s if time_limit is None else time_limit
+    if limit is not None:
+        h.setOptionValue("time_limit", max(0.0, float(limit)))
+    if not _scheduler_threads:
+        if options.threads is not None:
+            h.setOptionValue("threads", int(options.threads))
+        _scheduler_threads["threads"] = options.threads
+    elif options.threads is not None and options.threads != _scheduler_threads["threads"]:
+        log.warning(
+            "HiGHS threads already fixed at %s for this process; ignoring threads=%s",
+            _scheduler_threads["threads"] or "default",
+            options.threads,
+        )
+    return h
+
+
+@dataclass
+class _Compiled:
+    """The active model as arrays, with the Pyomo objects behind each column and row."""
+
+    columns: list  # VarData per column
+    rows: list  # RowEntry(constraint, bound_type) per row: 1 (<=), -1 (>=), 0 (==)
+    objectives: list  # ObjectiveData per row of c
+    c: np.ndarray  # dense (n_obj, n) in minimisation form
+    offset: np.ndarray  # (n_obj,) constant terms, minimisation form
+    senses: list[int]  # +1 minimise, -1 maximise, per objective
+    A: Any  # scipy csc (m, n)
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    integrality: np.ndarray  # int32, 1 for integer/binary columns
+
+    @property
+    def is_mip(self) -> bool:
+        return bool(self.integrality.any())
+
+
+def _compile(model: pyo.ConcreteModel, objectives: list[ObjectiveData]) -> _Compiled:
+    """Compile the active constraints with the given objectives (in that order) active."""
+    was_active = {id(o): o.active for o in model.component_data_objects(pyo.Objective)}
+    for o in model.component_data_objects(pyo.Objective, active=True):
+        o.deactivate()
+    for o in objectives:
+        o.activate()
+    try:
+        info = LinearStandardFormCompiler().write(model, mixed_form=True)
+    finally:
+        for o in model.component_data_objects(pyo.Objective):
+            o.activate() if was_active[id(o)] else o.deactivate()
+    cols = info.columns
+    n = len(cols)
+    lower = np.empty(n)
+    upper = np.empty(n)
+    integ = np.zeros(n, dtype=np.int32)
+    for i, v in enumerate(cols):
+        lb, ub = v.bounds
+        lower[i] = -_INF if lb is None else lb
+        upper[i] = _INF if ub is None else ub
+        if v.is_integer():
+            integ[i] = 1
+    kinds = np.fromiter((r.bound_type for r in info.rows), dtype=np.int8, count=len(info.rows))
+    rhs = np.asarray(info.rhs, dtype=float).reshape(-1)
+    row_lower = np.where(kinds <= 0, rhs, -_INF)
+    row_upper = np.where(kinds >= 0, rhs, _INF)
+    c = info.c.toarray() if n else np.zeros((len(info.objectives), 0))
+    offset = np.asarray(info.c_offset, dtype=float).reshape(-1)
+    # the compiler lists objectives in model order; put them in the order asked for
+    position = {id(o): i for i, o in enumerate(info.objectives)}
+    order = [position[id(o)] for o in objectives]
+    c, offset = c[order], offset[order]
+    senses = [1 if o.sense == pyo.minimize else -1 for o in objectives]
+    A = info.A.tocsc()
+    A.sort_indices()
+    return _Compiled(
+        columns=cols,
+        rows=info.rows,
+        objectives=list(objectives),
+        c=np.asarray(c, dtype=float),
+        offset=offset,
+        senses=senses,
+        A=A,
+        col_lower=lower,
+        col_upper=upper,
+        row_lower=row_lower,
+        row_upper=row_upper,
+        integrality=integ,
+    )
+
+
+def _pass(h, comp: _Compiled, k: int, *, integer: bool = True) -> None:
+    """Hand the compiled arrays to HiGHS with objective row k (minimisation form)."""
+    n, m = len(comp.columns), len(comp.rows)
+    A = comp.A
+    integ = comp.integrality if integer else np.zeros(n, dtype=np.int32)
+    status = h.passModel(
+        n,
+        m,
+        int(A.nnz),
+        1,  # column-wise matrix
+        1,  # minimise
+        float(comp.offset[k]) if comp.offset.size else 0.0,
+        np.ascontiguousarray(comp.c[k] if comp.c.shape[0] else np.zeros(n)),
+        comp.col_lower,
+        comp.col_upper,
+        comp.row_lower,
+        comp.row_upper,
+        np.ascontiguousarray(A.indptr[:-1], dtype=np.int32),
+        np.ascontiguousarray(A.indices, dtype=np.int32),
+        np.ascontiguousarray(A.data, dtype=float),
+        integ,
+    )
+    if status != _hs().HighsStatus.kOk and status != _hs().HighsStatus.kWarning:
+        raise SolveError(f"HiGHS rejected the model: {status}")
+
+
+def _start_solution(h, comp: _Compiled) -> int:
+    """Pass the current variable values (those that are set) as a MIP start; return how many."""
+    idx, vals = [], []
+    for i, v in enumerate(comp.columns):
+        if v.value is not None:
+            idx.append(i)
+            vals.append(float(v.value))
+    if idx:
+        h.setSolution(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(vals, dtype=float))
+    return len(idx)
+
+
+def _gap(objective: float | None, bound: float | None) -> float | None:
+    if objective is None or bound is None or not math.isfinite(bound):
+        return None
+    return max(0.0, abs(objective - bound) / max(abs(objective), 1e-9))
+
+
+_LIMITS = {
+    "kTimeLimit",
+    "kIterationLimit",
+    "kSolutionLimit",
+    "kObjectiveBound",
+    "kObjectiveTarget",
+    "kInterrupt",
+    "kHighsInterrupt",
+    "kMemoryLimit",
+    "kUnknown",
+}
+
+
+@dataclass
+class _Run:
+    status: Status
+    objective: float | None  # minimisation form, with offset
+    bound: float | None
+    seconds: float
+    raw: str
+    has_values: bool
+    nodes: int
+    message: str = ""
+
+
+def _run(h, comp: _Compiled, k: int, options: SolveOptions, deadline: float | None,
+         *, mip: bool = True) -> _Run:
+    """Run HiGHS and classify the outcome (values and bounds in minimisation form)."""
+    hs = _hs()
+    t0 = time.perf_counter()
+    h.run()
+    seconds = time.perf_counter() - t0
+    ms = h.getModelStatus()
+    raw = h.modelStatusToString(ms)
+    info = h.getInfo()
+    has_values = int(info.primal_solution_status) == 2  # kSolutionStatusFeasible
+    is_mip = comp.is_mip and mip
+    obj = float(info.objective_function_value) if has_values else None
+    if is_mip:
+        b = float(info.mip_dual_bound)
+        bound = b if math.isfinite(b) else None
+        nodes = int(info.mip_node_count)
+    else:
+        bound = obj if ms == hs.HighsModelStatus.kOptimal else None
+        nodes = 0
+    name = ms.name
+    message = ""
+    if ms == hs.HighsModelStatus.kOptimal:
+        status = Status.OPTIMAL
+        if bound is None:
+            bound = obj
+    elif ms == hs.HighsModelStatus.kModelEmpty:
+        status, has_values = Status.OPTIMAL, True
+        obj = bound = float(comp.offset[k]) if comp.offset.size else 0.0
+    elif ms == hs.HighsModelStatus.kInfeasible:
+        status = Status.INFEASIBLE
+        has_values = False
+    elif ms == hs.HighsModelStatus.kUnbounded:
+        status = Status.UNBOUNDED
+        message = "the objective is unbounded: some cost can decrease without limit"
+    elif ms == hs.HighsModelStatus.kUnboundedOrInfeasible:
+        status, message = _disambiguate(comp, k, options, deadline)
+        has_values = False
+    elif name in _LIMITS:
+        status = Status.FEASIBLE if has_values else Status.NO_SOLUTION
+        message = f"stopped by HiGHS: {raw}"
+    else:
+        status = Status.ERROR
+        has_values = False
+        message = f"HiGHS failed: {raw}"
+    return _Run(status, obj, bound, seconds, raw, has_values, nodes, message)
+
+
+def _disambiguate(comp: _Compiled, k: int, options: SolveOptions, deadline: float | None):
+    """HiGHS said "infeasible or unbounded": solve the feasibility problem (zero objective) to
+    tell which. Feasible then means unbounded."""
+    remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
+    h = _new_highs(options, time_limit=remaining)
+    zero = _Compiled(**{**comp.__dict__, "c": np.zeros((1, len(comp.columns))), "offset": np.zeros(1)})
+    _pass(h, zero, 0)
+    h.run()
+    ms = h.getModelStatus()
+    hs = _hs()
+    if ms == hs.HighsModelStatus.kInfeasible:
+        return Status.INFEASIBLE, "infeasible (a feasibility re-solve proved it)"
+    if ms == hs.HighsModelStatus.kOptimal:
+        return Status.UNBOUNDED, "the objective is unbounded: some cost can decrease without limit"
+    return Status.UNBOUNDED, "HiGHS reports unbounded or infeasible and could not tell which"
+
+
+def _write_back(model: pyo.ConcreteModel, comp: _Compiled, col_value) -> None:
+    """Set every compiled variable from HiGHS's column values; integers rounded. Variables the
+    compiler dropped (in no active row or objective) and still unset get the value in their
+    bounds closest to 0, so extraction never meets None."""
+    integ = comp.integrality
+    for i, (v, x) in enumerate(zip(comp.columns, col_value, strict=True)):
+        if integ[i]:
+            x = float(round(x))
+        v.set_value(float(x), skip_validation=True)
+    for v in model.component_data_objects(pyo.Var, descend_into=True):
+        if v.value is None and not v.fixed:
+            lb, ub = v.bounds
+            x = 0.0
+            if lb is not None and x < lb:
+                x = lb
+            if ub is not None and x > ub:
+                x = ub
+            v.set_value(x, skip_validation=True)
+
+
+# --------------------------------------------------------------------------- public: solve
+
+
+def _objective_components(model, options: SolveOptions, objective) -> list[ObjectiveData]:
+    """The objectives to solve, in order (two for a lexicographic mode)."""
+    if objective is not None and not isinstance(objective, str):
+        return [objective]
+    mode = objective or options.objective
+    if hasattr(model, "obj_cost") and hasattr(model, "obj_carbon"):
+        if mode in SINGLE:
+            return [getattr(model, SINGLE[mode])]
+        if mode in LEXICOGRAPHIC:
+            return [getattr(model, name) for name in LEXICOGRAPHIC[mode]]
+        raise SolveError(f"unknown objective mode {mode!r}; use cost, carbon, "
+                         "carbon-then-cost or cost-then-carbon")
+    if mode in SINGLE and hasattr(model, SINGLE[mode]):
+        return [getattr(model, SINGLE[mode])]
+    active = list(model.component_data_objects(pyo.Objective, active=True))
+    if len(active) != 1:
+        raise SolveError(f"model has {len(active)} active objectives; expected exactly one")
+    return active
+
+
+def solve_model(
+    model: pyo.ConcreteModel,
+    options: SolveOptions | None = None,
+    *,
+    objective: str | ObjectiveData | None = None,
+    start: bool = False,
+) -> SolverOutcome:
+    """Solve ``model`` with HiGHS and load the solution into its variables.
+
+    objective: None (mode of options.objective; a model without ``obj_cost``/``obj_carbon``
+    uses its single active objective), a mode name, or an Objective component.
+    start: pass the variables' current values (those set) to HiGHS as a MIP start.
+    Lexicographic modes solve the first objective, then bound it by
+    value + lex_tolerance*|value| + eps and solve the second one from the first solution;
+    the outcome reports the second objective. The second objective is left active.
+    """
+    options = options or SolveOptions()
+    objs = _objective_components(model, options, objective)
+    t0 = time.perf_counter()
+    comp = _compile(model, objs)
+    h = _new_highs(options)
+    _pass(h, comp, 0)
+    handoff_s = time.perf_counter() - t0
+    size = {"columns": len(comp.columns), "rows": len(comp.rows), "nonzeros": int(comp.A.nnz),
+            "integer_columns": int(comp.integrality.sum())}
+    if start and comp.is_mip:
+        n_start = _start_solution(h, comp)
+        log.debug("MIP start with %d of %d values", n_start, len(comp.columns))
+    deadline = None if options.time_limit_s is None else time.perf_counter() + options.time_limit_s
+    first = _run(h, comp, 0, options, deadline)
+    nodes = first.nodes
+    version = f"HiGHS {h.version()}"
+    stages: list[StageOutcome] = [_stage(comp, 0, first)]
+    final, k = first, 0
+    x = np.asarray(h.getSolution().col_value) if first.has_values else None
+
+    if len(objs) == 2 and first.has_values:
+        # Bound the first objective (minimisation form) and optimise the second from x.
+        v1 = first.objective
+        rhs = v1 + options.lex_tolerance * abs(v1) + 1e-9 * max(1.0, abs(v1)) + 1e-7
+        rhs -= float(comp.offset[0])
+        nz = np.flatnonzero(comp.c[0])
+        h.addRow(-_INF, rhs, len(nz), nz.astype(np.int32), comp.c[0][nz])
+        h.changeColsCost(len(comp.columns), np.arange(len(comp.columns), dtype=np.int32),
+                         np.ascontiguousarray(comp.c[1]))
+        h.changeObjectiveOffset(float(comp.offset[1]))
+        if deadline is not None:
+            h.setOptionValue("time_limit", max(0.0, deadline - time.perf_counter()))
+        if comp.is_mip:
+            h.setSolution(len(comp.columns), np.arange(len(comp.columns), dtype=np.int32), x)
+        second = _run(h, comp, 1, options, deadline)
+        nodes += second.nodes
+        k = 1
+        if second.has_values:
+            x = np.asarray(h.getSolution().col_value)
+            final = second
+        else:  # keep the first-stage plan: still feasible for the bounded second stage
+            obj2 = float(comp.c[1] @ x + comp.offset[1])
+            final = _Run(Status.FEASIBLE, obj2, None, second.seconds, second.raw, True,
+                         second.nodes, "second objective not improved within the limits; "
+                         "the plan of the first objective is kept")
+        stages.append(_stage(comp, 1, final))
+        objs[0].deactivate()
+        objs[1].activate()
+    elif len(objs) == 2:
+        objs[0].activate()
+        objs[1].deactivate()
+    elif objective is None or isinstance(objective, str):
+        # the solved objective is the active one, the other deactivated
+        for o in model.component_data_objects(pyo.Objective):
+            o.deactivate()
+        objs[0].activate()
+
+    if final.has_values and x is not None:
+        _write_back(model, comp, x)
+    sense = comp.senses[k] if comp.senses else 1
+    obj = None if final.objective is None else sense * final.objective
+    bound = None if final.bound is None else sense * final.bound
+    message = final.message
+    if len(objs) == 2 and not first.has_values:
+        message = f"first objective ({_label(objs[0])}): {first.message or first.raw}"
+    return SolverOutcome(
+        status=final.status,
+        objective=obj,
+        bound=bound,
+        gap=_gap(obj, bound) if final.status.has_schedule else None,
+        solve_s=sum(s.solve_s for s in stages),
+        handoff_s=handoff_s,
+        solver=version,
+        raw_status=final.raw,
+        has_values=bool(final.has_values),
+        message=message,
+        objective_name=_label(objs[k]),
+        stages=tuple(stages) if len(objs) == 2 else (),
+        nodes=nodes,
+        size=size,
+    )
+
+
+def _label(obj: ObjectiveData) -> str:
+    name = obj.name
+    return OBJECTIVE_LABELS.get(name, name)
+
+
+def _stage(comp: _Compiled, k: int, run: _Run) -> StageOutcome:
+    sense = comp.senses[k] if comp.senses else 1
+    obj = None if run.objective is None else sense * run.objective
+    bound = None if run.bound is None else sense * run.bound
+    return StageOutcome(
+        objective_name=_label(comp.objectives[k]) if comp.objectives else "",
+        status=run.status,
+        objective=obj,
+        bound=bound,
+        gap=_gap(obj, bound) if run.status.has_schedule else None,
+        solve_s=run.seconds,
+        raw_status=run.raw,
+    )
+
+
+# --------------------------------------------------------------------------- public: duals
+
+
+def lp_duals(
+    model: pyo.ConcreteModel,
+    options: SolveOptions | None = None,
+    *,
+    period_hours: float | None = None,
+) -> pd.DataFrame:
+    """Marginal values of the capacity rows for the plan currently held in ``model``.
+
+    Every integer and binary variable is fixed at its (rounded) value, the remaining LP is
+    solved with the cost objective (``obj_cost``, else the active objective), and the dual of
+    each ``power_cap[s,t]``, ``capacity_gpus[s,g,t]`` and ``network_bandwidth[l,t]`` row is
+    turned into the dollars saved per extra unit of capacity for one hour:
+    ``-dual / H`` for a ``<=`` row of a minimisation (positive where the ceiling binds).
+    H is ``period_hours`` (else ``model.period_hours``, else 1). The compiled rows must state
+    the capacity in its unit as the constant side (``power_mw[s,t] <= power_cap_mw``).
+    Units: $/MWh for power, $/GPU-hour for GPUs, $/Gbps-hour for bandwidth. These are local
+    values of the fixed plan: they do not price re-planning the jobs. Variable values and
+    fixings are left as they were.
+    """
+    options = options or SolveOptions()
+    H = float(period_hours) if period_hours is not None else _period_hours(model)
+    fixed = []
+    for v in model.component_data_objects(pyo.Var, descend_into=True):
+        if not v.fixed and v.is_integer():
+            if v.value is None:
+                for u in fixed:
+                    u.unfix()
+                raise SolveError(f"{v.name} has no value: solve the model before asking duals")
+            v.fix(round(v.value))
+            fixed.append(v)
+    try:
+        obj = getattr(model, "obj_cost", None)
+        if obj is None:
+            obj = _objective_components(model, options, None)[0]
+        comp = _compile(model, [obj])
+        h = _new_highs(options)
+        _pass(h, comp, 0, integer=False)
+        h.run()
+        hs = _hs()
+        if h.getModelStatus() != hs.HighsModelStatus.kOptimal:
+            raise SolveError(
+                "the LP with integers fixed did not solve to optimality "
+                f"({h.modelStatusToString(h.getModelStatus())}); no duals"
+            )
+        row_dual = np.asarray(h.getSolution().row_dual)
+    finally:
+        for v in fixed:
+            v.unfix()
+    # Per constraint: use its upper-bound (or equality) row; a ">=" row only when it has no
+    # upper bound (a ceiling written as cap - use >= 0).
+    picked: dict[int, tuple[Any, float]] = {}
+    for i, row in enumerate(comp.rows):
+        con = row.constraint
+        parent = con.parent_component().local_name
+        if parent not in DUAL_ROWS:
+            continue
+        mult = 1 if row.bound_type >= 0 else -1
+        key = id(con)
+        if key in picked and mult == -1:
+            continue
+        picked[key] = (con, -mult * row_dual[i])
+    records = []
+    for con, saved in picked.values():
+        kind, fields = DUAL_ROWS[con.parent_component().local_name]
+        idx = con.index()
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        rec = {"kind": kind, "site": None, "gpu_type": None, "link": None, "period": None}
+        rec.update(dict(zip(fields, idx, strict=False)))
+        saved = 0.0 if abs(saved) < 1e-9 else float(saved)
+        rec["marginal_usd_per_unit_h"] = saved / H
+        records.append(rec)
+    df = pd.DataFrame.from_records(records, columns=list(DUAL_COLUMNS))
+    return _typed_duals(df)
+
+
+def _typed_duals(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in ("kind", "site", "gpu_type", "link"):
+        out[col] = out[col].map(lambda x: None if x is None else str(x)).astype("string")
+    out["period"] = pd.array(out["period"], dtype="Int64")
+    out["marginal_usd_per_unit_h"] = out["marginal_usd_per_unit_h"].astype(float)
+    return out.reset_index(drop=True)
+
+
+def dual_totals(duals: pd.DataFrame, period_hours: float = 1.0) -> pd.DataFrame:
+    """Duals summed over periods per (kind, site, gpu_type, link): ``total_usd_per_unit`` is the
+    $ saved over the horizon by one more unit of capacity in every period; ``binding_periods``
+    counts the periods with a positive value."""
+    keys = ["kind", "site", "gpu_type", "link"]
+    if duals.empty:
+        return pd.DataFrame(columns=[*keys, "total_usd_per_unit", "binding_periods"])
+    d = duals.assign(
+        total_usd_per_unit=duals["marginal_usd_per_unit_h"] * period_hours,
+        binding_periods=(duals["marginal_usd_per_unit_h"] > 1e-9).astype(int),
+    )
+    out = d.groupby(keys, dropna=False, sort=True)[["total_usd_per_unit", "binding_periods"]].sum()
+    return out.reset_index()
+
+
+def _period_hours(model) -> float:
+    """Period length H in hours: ``model.period_hours`` (a number or Param) if the model has
+    one, else the instance attached as ``model.instance``, else 1."""
+    ph = getattr(model, "period_hours", None)
+    if ph is not None:
+        return float(pyo.value(ph))
+    inst = getattr(model, "instance", None) or getattr(model, "inst", None)
+    if inst is not None and hasattr(inst, "horizon"):
+        return float(inst.horizon.period_hours)
+    return 1.0
