@@ -75,3 +75,66 @@ def main(debug: bool) -> None:
 
 # Commands are registered below, one per stage of the flow. Each command only parses its
 # arguments, calls the API and renders what it returns.
+
+
+# --- validate ---
+@main.command("validate")
+@click.argument("instance", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
+@click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder of AI model profiles (default: the nearest models/ above the instance).")
+@guarded
+def validate_cmd(instance, as_json, profiles_dir):
+    """Check INSTANCE and print what it holds (exit 0), or every problem found (exit 2)."""
+    import json
+
+    from allocator.errors import format_problems
+    from allocator.validate import errors, summary, validate_path, warnings
+
+    inst, problems = validate_path(instance, profiles_dir=profiles_dir)
+    errs, warns = errors(problems), warnings(problems)
+    if as_json:
+        def rows(ps):
+            return [{"rule": p.rule, "entity": p.entity, "id": p.id, "message": p.message, "fix": p.fix,
+                     "text": str(p)} for p in ps]
+
+        click.echo(json.dumps({"source": instance, "valid": not errs,
+                               "summary": summary(inst) if inst is not None else None,
+                               "errors": rows(errs), "warnings": rows(warns)}, indent=2))
+        raise ExitWith(EXIT_INPUT if errs else EXIT_OK)
+    if errs:
+        n = len(errs)
+        err_console.print(f"{instance}: {n} problem{'s' if n != 1 else ''} in the instance", markup=False)
+        for line in format_problems(errs):
+            err_console.print(line, markup=False)
+    if inst is not None and not errs:
+        from rich.table import Table
+
+        s = summary(inst)
+        table = Table(title=f"{instance}: {s['name']}", show_header=False)
+        table.add_column("what")
+        table.add_column("holds", justify="right")
+        h = f"{s['periods']} x {s['period_hours']:g} h from {inst.horizon.start:%Y-%m-%d %H:%M} UTC"
+        for what, holds in (
+            ("horizon", h),
+            ("GPU types", f"{s['gpu_types']}"),
+            ("sites / GPU pools", f"{s['sites']} / {s['pools']}"),
+            ("GPUs available / reserved", f"{s['gpus_available']:,} / {s['gpus_reserved']:,}"),
+            ("power ceiling (sum of site maxima)", f"{s['power_cap_mw']:,.1f} MW"),
+            ("regions / data sources / links", f"{s['regions']} / {s['data_sources']} / {s['links']}"),
+            ("jobs (mandatory / optional)", f"{s['jobs']} ({s['jobs_mandatory']} / {s['jobs_optional']})"),
+            ("services", f"{s['services']}"),
+            ("total demand", f"{s['demand_mtok']:,.0f} million tokens"),
+            ("AI model profiles", f"{s['profiles']}"),
+        ):
+            table.add_row(what, holds)
+        console.print(table)
+    if warns:
+        target = err_console if errs else console
+        target.print(f"{len(warns)} warning{'s' if len(warns) != 1 else ''}:", markup=False)
+        for line in format_problems(warns):
+            target.print(line, markup=False)
+    if errs:
+        raise ExitWith(EXIT_INPUT)
+    console.print(f"valid: no errors, {len(warns)} warning{'s' if len(warns) != 1 else ''}", markup=False)
+    raise ExitWith(EXIT_OK)

@@ -21,7 +21,10 @@ the entity, the field and the value; this module never builds model constraints.
 
 from __future__ import annotations
 
+import difflib
+import io
 import math
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -80,40 +83,60 @@ def instance_from_dict(
     profiles_dir: str | Path | None = None,
     frames: dict[str, pd.DataFrame] | None = None,
 ) -> Instance:
-    """Build an instance from a mapping like the YAML file's, merging referenced tables."""
+    """Build an instance from a mapping like the YAML file's, merging referenced tables.
+
+    Raises ``InputError`` listing every problem found: unreadable tables, cells that do not
+    parse (file, row, column) and schema violations (entity, id, field, value) together.
+    """
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "nothing"
+        raise InputError([Problem("instance", "-", f"instance is {kind}, expected a mapping of fields",
+                                  "pass a dict with keys like 'horizon', 'gpu_types', 'sites'",
+                                  rule="yaml-top-level")], source=source)
     data = dict(data)
     problems: list[Problem] = []
-    origin: dict[tuple[str, int], str] = {}
+    origin: dict[tuple, str] = {}
     base = Path(base_dir) if base_dir is not None else None
     tables = dict(frames or {})
     for key in TABLE_KEYS:
         ref = data.pop(key, None)
         if ref is None:
             continue
+        if not isinstance(ref, str) or not ref.strip():
+            problems.append(Problem("instance", "-", f"{key}: {ref!r} is not a file name",
+                                    f"write the CSV file name, e.g. {key}: {key[:-4]}.csv",
+                                    rule="csv-reference"))
+            continue
         if base is None:
             problems.append(Problem("file", key, f"{key}: {ref!r} given but the instance has no folder",
                                     "pass the table as a DataFrame instead", rule="csv-no-folder"))
             continue
-        df = _read_csv(base / str(ref), problems)
+        df = _read_csv(base / ref, problems)
         if df is not None:
+            df.attrs["file"] = ref
             tables[key] = df
-            tables[key].attrs["file"] = str(ref)
     pdir = data.pop("profiles_dir", None)
-    if profiles_dir is None and pdir is not None and base is not None:
-        profiles_dir = base / str(pdir)
+    if profiles_dir is None and isinstance(pdir, str) and base is not None:
+        profiles_dir = base / pdir
+    table_problems = len(problems)
     for key, df in tables.items():
+        if key not in TABLE_KEYS:
+            problems.append(Problem("instance", "-", f"unknown table {key!r}",
+                                    f"tables are {', '.join(TABLE_KEYS)}", rule="csv-reference"))
+            continue
         _merge_table(data, key, df, problems, origin)
-    if problems:
-        raise InputError(problems, source=source)
+    cell_problems = len(problems) > table_problems
     _attach_profiles(data, base, profiles_dir, problems)
     try:
         inst = Instance.model_validate(data)
     except ValidationError as exc:
-        problems.extend(problems_from_validation(exc, data, origin))
+        # a CSV cell that did not parse was left empty: it is reported once, above
+        problems.extend(problems_from_validation(exc, data, origin, skip_csv_none=cell_problems))
         raise InputError(problems, source=source) from None
     if problems:
         raise InputError(problems, source=source)
     derive_from_profiles(inst)
+    _remember_origin(inst, origin)
     return inst
 
 
@@ -165,7 +188,11 @@ def load_profile(path: str | Path) -> ModelProfile:
     try:
         return ModelProfile.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(problems_from_validation(exc, raw, {}, entity="profiles"), source=str(path)) from None
+        found = problems_from_validation(exc, raw, {}, entity="profiles")
+        eid = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        found = [Problem(p.entity, f"{eid or p.id} [{path.name}]", p.message, p.fix, p.severity, p.rule)
+                 for p in found]
+        raise InputError(found, source=str(path)) from None
 
 
 def find_profiles_dir(start: Path | None) -> Path | None:
@@ -180,35 +207,78 @@ def find_profiles_dir(start: Path | None) -> Path | None:
 
 
 def read_yaml(path: Path) -> Any:
-    """safe_load a YAML file; errors name the file, line and column."""
+    """safe_load a YAML file; errors name the file, line and column.
+
+    Only plain YAML is accepted: a tag that would construct an object (``!!python/...``) is
+    an error, and so is a key given twice in one mapping (YAML would keep the last silently).
+    """
+    path = Path(path)
     name = str(path)
     if not path.exists():
         raise InputError([Problem("file", name, "file not found", "check the path", rule="file-missing")],
                          source=name)
+    if not path.is_file():
+        raise InputError([Problem("file", name, "is not a regular file", "pass the instance .yaml file",
+                                  rule="file-missing")], source=name)
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError([Problem("file", name, f"file is {path.stat().st_size} bytes", "split it into CSV tables",
+        raise InputError([Problem("file", name, f"file is {path.stat().st_size} bytes",
+                                  f"keep YAML below {MAX_FILE_BYTES // 2**20} MiB; put long tables in CSV files",
                                   rule="file-too-large")], source=name)
     blob = path.read_bytes()
     if b"\x00" in blob[:8192]:
         raise InputError([Problem("file", name, "is a binary file, not YAML text",
                                   "pass the instance .yaml file", rule="binary-file")], source=name)
     try:
-        text = blob.decode("utf-8")
+        text = blob.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError([Problem("file", name, f"is not UTF-8 text (byte {exc.start})",
                                   "save it as UTF-8", rule="encoding")], source=name) from None
-    if not text.strip():
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         raise InputError([Problem("file", name, "file is empty", "write the instance fields into it",
                                   rule="empty-file")], source=name)
+    loader = _StrictLoader(text)
     try:
-        return yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError([Problem("file", f"{path.name} {where}", f"YAML syntax error: {what}",
-                                  "fix the indentation or quoting there", rule="yaml-syntax")],
-                         source=name) from None
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            msg, fix, rule = (f"YAML tag not allowed: {what}",
+                              "write plain values: tags that build objects are never loaded", "yaml-tag")
+        else:
+            msg, fix, rule = f"YAML syntax error: {what}", "fix the indentation or quoting there", "yaml-syntax"
+        raise InputError([Problem("file", f"{path.name} {where}", msg, fix, rule=rule)], source=name) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise InputError([Problem("file", f"{path.name} line {line}",
+                                  f"key {key!r} is given twice in one mapping (first at line {first})",
+                                  "keep one: YAML would silently use the last", rule="yaml-duplicate-key")
+                          for key, line, first in loader.duplicates], source=name)
+    return data
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that records keys given twice in one mapping."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                k = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if k in seen:
+                    self.duplicates.append((key_node.value, line, seen[k]))
+                else:
+                    seen[k] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 # --------------------------------------------------------------------------- tables
@@ -216,22 +286,24 @@ def read_yaml(path: Path) -> Any:
 
 def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     name = path.name
-    if not path.exists():
+    if not path.is_file():
         problems.append(Problem("file", name, f"referenced table {path} not found",
                                 "check the path, relative to the instance file", rule="file-missing"))
         return None
     blob = path.read_bytes()
+    if b"\x00" in blob[:8192]:
+        problems.append(Problem("file", name, "is a binary file, not CSV text",
+                                "reference a comma-separated text file", rule="binary-file"))
+        return None
     if not blob.strip():
         problems.append(Problem("file", name, "CSV file is empty", "write a header row and data", rule="empty-file"))
         return None
-    if b"\x00" in blob[:8192]:
-        problems.append(Problem("file", name, "is a binary file, not CSV text", rule="binary-file"))
-        return None
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        df = pd.read_csv(io.BytesIO(blob), dtype=str, keep_default_na=False, skipinitialspace=True,
+                         encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         problems.append(Problem("file", name, f"CSV does not parse: {str(exc).splitlines()[0]}",
-                                "check quoting and that every row has the header's columns",
+                                "check quoting, the encoding (UTF-8) and that every row has the header's columns",
                                 rule="csv-parse"))
         return None
     df.columns = [str(c).strip() for c in df.columns]
@@ -239,24 +311,39 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         problems.append(Problem("file", name, f"only one column {df.columns[0]!r}: wrong delimiter",
                                 "separate columns with commas", rule="csv-delimiter"))
         return None
+    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dup or any(c.startswith("Unnamed:") for c in df.columns):
+        problems.append(Problem("file", name, f"header has duplicate or empty column names: {list(df.columns)}",
+                                "give every column one distinct name", rule="csv-header"))
+        return None
     df.attrs["file"] = name
     return df
+
+
+def _row_name(df: pd.DataFrame, i: int) -> str:
+    """Where row i is, as a user finds it: ``jobs.csv row 5`` (1-based, header is row 1) for a
+    file, ``jobs frame index 3`` for a DataFrame."""
+    if df.attrs.get("frame"):
+        return f"{df.attrs['frame']} frame index {df.index[i]}"
+    return f"{df.attrs.get('file', 'table')} row {i + 2}"
 
 
 def _require(df: pd.DataFrame, cols: tuple[str, ...], key: str, problems: list[Problem]) -> bool:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        problems.append(Problem("file", df.attrs.get("file", key), f"missing column(s) {', '.join(missing)}",
-                                f"columns present: {', '.join(map(str, df.columns))}", rule="csv-missing-column"))
+        problems.append(Problem("file", df.attrs.get("file") or df.attrs.get("frame") or key,
+                                f"missing column(s) {', '.join(missing)}",
+                                f"columns present: {', '.join(map(str, df.columns)) or 'none'}; add the missing ones "
+                                "to the header", rule="csv-missing-column"))
         return False
     return True
 
 
 def _cell(df: pd.DataFrame, i: int, col: str, kind: str, problems: list[Problem], *, required: bool = True):
-    """Parse one CSV cell; on failure record (file, row, column) and the value."""
+    """Parse one cell; on failure record (file, row), the column and the value, and return None."""
     raw = df.iat[i, df.columns.get_loc(col)]
     text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
-    where = f"{df.attrs.get('file', 'table')} row {i + 2}"  # +1 header, +1 one-based
+    where = _row_name(df, i)
     if text == "":
         if required:
             problems.append(Problem("file", where, f"column {col}: empty cell", "fill in a value",
@@ -283,57 +370,90 @@ def _cell(df: pd.DataFrame, i: int, col: str, kind: str, problems: list[Problem]
         if kind == "list":
             return [p.strip() for p in text.split(";") if p.strip()]
         return text
-    except ValueError:
+    except (ValueError, OverflowError):
         expect = {"float": "a finite number", "int": "a whole number", "bool": "true or false"}.get(kind, kind)
-        problems.append(Problem("file", where, f"column {col}: {text!r} is not {expect}",
-                                f"write {expect}", rule="csv-bad-cell"))
+        unit = _unit(col)
+        hint = f"write {expect}" + (f" in {unit}" if unit and kind in ("float", "int") else "")
+        if kind == "float" and text.lower() in ("nan", "inf", "-inf", "infinity"):
+            hint = "write a finite number, or leave the cell empty where the column is optional"
+        problems.append(Problem("file", where, f"column {col}: {text!r} is not {expect}", hint,
+                                rule="csv-bad-cell"))
         return None
 
 
-def _frame_from_any(df: pd.DataFrame) -> pd.DataFrame:
-    """Normalise a caller's DataFrame to the all-string form the CSV reader produces."""
-    if all(df[c].dtype == object for c in df.columns) and df.attrs.get("file"):
-        return df
-    out = df.copy()
-    out.columns = [str(c) for c in out.columns]
-    for c in out.columns:
-        out[c] = out[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
-                            else ";".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-    out.attrs["file"] = df.attrs.get("file", "DataFrame")
+def _frame_from_any(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Normalise a table to the all-string form the CSV reader produces; a caller's DataFrame
+    keeps its index labels for messages."""
+    if df.attrs.get("file") and not df.attrs.get("frame"):
+        return df  # straight from _read_csv
+    out = pd.DataFrame(index=df.index)
+    for c in df.columns:
+        out[str(c).strip()] = [_text(v) for v in df[c].tolist()]
+    out.attrs["frame"] = df.attrs.get("frame") or key.removesuffix("_csv")
     return out
 
 
+def _text(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ";".join(map(str, v))
+    try:
+        if v is None or pd.isna(v):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _items(data: dict, key: str) -> list | None:
+    """``data[key]`` if it is a list (or absent: a new list), else None: the schema reports it."""
+    val = data.get(key)
+    if val is None:
+        return []
+    return val if isinstance(val, list) else None
+
+
+def _by_id(items: list) -> dict[str, dict]:
+    return {x["id"]: x for x in items if isinstance(x, dict) and isinstance(x.get("id"), str)}
+
+
 def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem],
-                 origin: dict[tuple[str, int], str]) -> None:
-    df = _frame_from_any(df)
-    fname = df.attrs.get("file", key)
+                 origin: dict[tuple, str]) -> None:
+    df = _frame_from_any(df, key)
     if key == "links_csv":
         if not _require(df, ("a", "b", "latency_ms"), key, problems):
             return
-        links = list(data.get("links") or [])
+        links = _items(data, "links")
+        if links is None:
+            return
+        links = list(links)
         for i in range(len(df)):
             rec = {"a": _cell(df, i, "a", "str", problems), "b": _cell(df, i, "b", "str", problems),
                    "latency_ms": _cell(df, i, "latency_ms", "float", problems)}
-            if "bandwidth_gbps" in df.columns:
-                bw = _cell(df, i, "bandwidth_gbps", "float", problems, required=False)
-                if bw is not None:
-                    rec["bandwidth_gbps"] = bw
-            if "egress_usd_per_gb" in df.columns:
-                eg = _cell(df, i, "egress_usd_per_gb", "float", problems, required=False)
-                if eg is not None:
-                    rec["egress_usd_per_gb"] = eg
-            origin[("links", len(links))] = f"{fname} row {i + 2}"
+            for col in ("bandwidth_gbps", "egress_usd_per_gb"):
+                if col in df.columns:
+                    val = _cell(df, i, col, "float", problems, required=False)
+                    if val is not None:
+                        rec[col] = val
+            origin[("links", len(links))] = _row_name(df, i)
             links.append(rec)
+        _unknown_columns(df, ("a", "b", "latency_ms", "bandwidth_gbps", "egress_usd_per_gb"), problems)
         data["links"] = links
     elif key == "jobs_csv":
         if not _require(df, ("id",), key, problems):
             return
-        jobs = list(data.get("jobs") or [])
+        jobs = _items(data, "jobs")
+        if jobs is None:
+            return
+        jobs = list(jobs)
         by_id: dict[str, dict] = {}
+        index: dict[str, int] = {}
         spec = {"profile": "str", "tokens_t": "float", "release_period": "int", "deadline_period": "int",
                 "deadline": "str", "tardiness_usd_per_h": "float", "mandatory": "bool", "value_usd": "float",
                 "allowed_sites": "list", "allowed_zones": "list", "dataset_source": "str",
                 "dataset_tb": "float", "predecessors": "list"}
+        has_options = all(c in df.columns for c in JOB_OPTION_COLUMNS)
         for i in range(len(df)):
             jid = _cell(df, i, "id", "str", problems)
             if jid is None:
@@ -346,22 +466,30 @@ def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem]
                         v = _cell(df, i, col, kind, problems, required=False)
                         if v is not None:
                             job[col] = v
-                origin[("jobs", len(jobs))] = f"{fname} row {i + 2}"
+                index[jid] = len(jobs)
+                origin[("jobs", len(jobs))] = _row_name(df, i)
                 by_id[jid] = job
                 jobs.append(job)
-            if all(c in df.columns for c in JOB_OPTION_COLUMNS) and str(df.at[df.index[i], "gpu_type"]).strip():
+            if has_options and str(df.iat[i, df.columns.get_loc("gpu_type")]).strip():
+                origin[("jobs", index[jid], "options", len(job["options"]))] = _row_name(df, i)
                 job["options"].append({"gpu_type": _cell(df, i, "gpu_type", "str", problems),
                                        "gpus": _cell(df, i, "gpus", "int", problems),
                                        "hours": _cell(df, i, "hours", "float", problems)})
         for job in by_id.values():
             if not job["options"]:
                 del job["options"]
+        _unknown_columns(df, ("id", *spec, *JOB_OPTION_COLUMNS), problems)
         data["jobs"] = jobs
     elif key == "demand_csv":
         if not _require(df, ("service", "region", "period", "tokens_per_s"), key, problems):
             return
+        _unknown_columns(df, ("service", "region", "period", "tokens_per_s"), problems)
         periods = _periods(data)
-        services = {s.get("id"): s for s in data.get("services") or [] if isinstance(s, dict)}
+        services = _items(data, "services")
+        if services is None:
+            return
+        by_id = _by_id(services)
+        pos = {id(s): k for k, s in enumerate(services)}
         for i in range(len(df)):
             sid = _cell(df, i, "service", "str", problems)
             rid = _cell(df, i, "region", "str", problems)
@@ -369,64 +497,91 @@ def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem]
             val = _cell(df, i, "tokens_per_s", "float", problems)
             if None in (sid, rid, t, val):
                 continue
-            where = f"{fname} row {i + 2}"
-            if sid not in services:
-                problems.append(Problem("file", where, f"service {sid!r} is not defined under services",
-                                        "add the service or fix the id", rule="unknown-service"))
+            where = _row_name(df, i)
+            if sid not in by_id:
+                problems.append(Problem("file", where, f"column service: {sid!r} is not defined under services",
+                                        _fix_unknown(sid, by_id, "service"), rule="unknown-service"))
                 continue
-            if periods is not None and not 0 <= t < periods:
-                problems.append(Problem("file", where, f"period {t} outside 0..{periods - 1}",
-                                        "periods count from 0 within the horizon", rule="period-range"))
+            if not _in_range(t, periods, where, problems):
                 continue
-            dem = services[sid].setdefault("demand", {})
-            series = dem.get(rid)
-            if not isinstance(series, list):
-                series = [series if series is not None else 0.0] * (periods or (t + 1))
-                dem[rid] = series
-            if t >= len(series):
-                series.extend([0.0] * (t + 1 - len(series)))
-            series[t] = val
+            dem = by_id[sid].setdefault("demand", {})
+            if not isinstance(dem, dict):
+                continue  # the schema reports a demand that is not a mapping
+            dem[rid] = _set_at(dem.get(rid), t, val, periods)
+            origin[("services", pos[id(by_id[sid])], "demand", rid, t)] = where
     elif key == "site_series_csv":
         if not _require(df, ("site", "period"), key, problems):
             return
         fields = [c for c in SERIES_FIELDS if c in df.columns]
-        unknown = [c for c in df.columns if c not in ("site", "period", *SERIES_FIELDS)]
-        if unknown:
-            problems.append(Problem("file", fname, f"unknown column(s) {', '.join(unknown)}",
-                                    f"known: site, period, {', '.join(SERIES_FIELDS)}", rule="csv-unknown-column"))
+        _unknown_columns(df, ("site", "period", *SERIES_FIELDS), problems)
         periods = _periods(data)
-        sites = {s.get("id"): s for s in data.get("sites") or [] if isinstance(s, dict)}
+        sites = _items(data, "sites")
+        if sites is None:
+            return
+        by_id = _by_id(sites)
+        pos = {id(s): k for k, s in enumerate(sites)}
         for i in range(len(df)):
             sid = _cell(df, i, "site", "str", problems)
             t = _cell(df, i, "period", "int", problems)
             if sid is None or t is None:
                 continue
-            where = f"{fname} row {i + 2}"
-            if sid not in sites:
-                problems.append(Problem("file", where, f"site {sid!r} is not defined under sites",
-                                        "add the site or fix the id", rule="unknown-site"))
+            where = _row_name(df, i)
+            if sid not in by_id:
+                problems.append(Problem("file", where, f"column site: {sid!r} is not defined under sites",
+                                        _fix_unknown(sid, by_id, "site"), rule="unknown-site"))
                 continue
-            if periods is not None and not 0 <= t < periods:
-                problems.append(Problem("file", where, f"period {t} outside 0..{periods - 1}",
-                                        "periods count from 0 within the horizon", rule="period-range"))
+            if not _in_range(t, periods, where, problems):
                 continue
             for f in fields:
                 val = _cell(df, i, f, "float", problems, required=False)
                 if val is None:
                     continue
-                cur = sites[sid].get(f)
-                if not isinstance(cur, list):
-                    cur = [cur if cur is not None else 0.0] * (periods or (t + 1))
-                    sites[sid][f] = cur
-                if t >= len(cur):
-                    cur.extend([0.0] * (t + 1 - len(cur)))
-                cur[t] = val
+                by_id[sid][f] = _set_at(by_id[sid].get(f), t, val, periods)
+                origin[("sites", pos[id(by_id[sid])], f, t)] = where
+
+
+def _unknown_columns(df: pd.DataFrame, known: tuple[str, ...], problems: list[Problem]) -> None:
+    unknown = [c for c in df.columns if c not in known]
+    if unknown:
+        hints = [f"{c!r}: did you mean {m[0]!r}?" for c in unknown
+                 if (m := difflib.get_close_matches(c, known, n=1, cutoff=0.6))]
+        problems.append(Problem("file", df.attrs.get("file") or df.attrs.get("frame") or "table",
+                                f"unknown column(s) {', '.join(map(repr, unknown))}",
+                                "; ".join(hints) or f"known columns: {', '.join(known)}",
+                                rule="csv-unknown-column"))
+
+
+def _fix_unknown(name: str, known: dict, what: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"add the {what} or fix the id"
+
+
+def _in_range(t: int, periods: int | None, where: str, problems: list[Problem]) -> bool:
+    if t < 0 or (periods is not None and t >= periods):
+        last = f"{periods - 1}" if periods is not None else "the last period"
+        problems.append(Problem("file", where, f"column period: {t} is outside 0..{last}",
+                                "periods count from 0 within the horizon", rule="period-range"))
+        return False
+    return True
+
+
+def _set_at(series: Any, t: int, val: float, periods: int | None) -> Any:
+    """Set period t of a constant-or-list series given in YAML, expanding a constant."""
+    if isinstance(series, list):
+        out = list(series)
+    else:
+        fill = series if isinstance(series, (int, float)) and not isinstance(series, bool) else 0.0
+        out = [fill] * (periods or (t + 1))
+    if t >= len(out):
+        out.extend([0.0] * (t + 1 - len(out)))
+    out[t] = val
+    return out
 
 
 def _periods(data: dict) -> int | None:
     h = data.get("horizon")
-    if isinstance(h, dict) and isinstance(h.get("periods"), int):
-        return h["periods"]
+    if isinstance(h, dict) and isinstance(h.get("periods"), int) and not isinstance(h.get("periods"), bool):
+        return h["periods"] if h["periods"] > 0 else None
     return None
 
 
@@ -437,27 +592,35 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
     """Load every profile named by a job or service that is not given inline."""
     wanted: set[str] = set()
     for key in ("jobs", "services"):
-        for item in data.get(key) or []:
+        for item in _items(data, key) or []:
             if isinstance(item, dict) and isinstance(item.get("profile"), str):
                 wanted.add(item["profile"])
-    have = {p.get("id") for p in data.get("profiles") or [] if isinstance(p, dict)}
-    missing = sorted(wanted - have)
+    given = _items(data, "profiles")
+    if given is None:
+        return  # the schema reports profiles that are not a list
+    missing = sorted(wanted - set(_by_id(given)))
     if not missing:
         return
     pdir = Path(profiles_dir) if profiles_dir is not None else find_profiles_dir(base)
-    profiles = list(data.get("profiles") or [])
+    profiles = list(given)
     for pid in missing:
         path = None
-        if pdir is not None:
+        if pdir is not None and "/" not in pid and "\\" not in pid and not pid.startswith("."):
             for ext in (".yaml", ".yml"):
-                if (pdir / f"{pid}{ext}").exists():
+                if (pdir / f"{pid}{ext}").is_file():
                     path = pdir / f"{pid}{ext}"
         if path is None:
             continue  # reported by validation as an unknown profile
         try:
-            profiles.append(load_profile(path).model_dump(mode="json", exclude_defaults=True))
+            prof = load_profile(path)
         except InputError as exc:
             problems.extend(exc.problems)
+            continue
+        if prof.id != pid:
+            problems.append(Problem("profiles", path.name, f"id: {prof.id!r} differs from the file name {pid!r}",
+                                    "make the file name the profile id", rule="profile-id"))
+            continue
+        profiles.append(prof.model_dump(mode="json", exclude_defaults=True))
     data["profiles"] = profiles
 
 
@@ -493,64 +656,301 @@ def derive_from_profiles(inst: Instance) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-def problems_from_validation(exc: ValidationError, data: Any, origin: dict[tuple[str, int], str],
-                             entity: str | None = None) -> list[Problem]:
-    """Translate pydantic errors into problems naming entity, id, field and value."""
+def problems_from_validation(exc: ValidationError, data: Any, origin: dict[tuple, str],
+                             entity: str | None = None, *, skip_csv_none: bool = False) -> list[Problem]:
+    """Translate pydantic errors into problems naming entity, id, field and value.
+
+    ``(sites, colossus-1) | power_cap_mw: Input should be greater than or equal to 0 (got -300);
+    use a value >= 0 (MW)``. A value that may be one number or a list (a time series) yields
+    one problem, for the form that was written. Entities read from a CSV name the file and row.
+    With ``skip_csv_none``, empty values at CSV-born paths are skipped (already reported).
+    """
     out: list[Problem] = []
-    for err in exc.errors():
-        loc = list(err.get("loc", ()))
-        ent, eid, rest = entity or "instance", "-", loc
-        if loc and isinstance(loc[0], str) and len(loc) >= 2 and isinstance(loc[1], int):
-            ent = loc[0]
-            items = data.get(ent) if isinstance(data, dict) else None
-            item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
-            eid = str(item.get("id")) if isinstance(item, dict) and item.get("id") is not None else f"#{loc[1]}"
-            if ent == "links" and isinstance(item, dict):
-                eid = f"{item.get('a')}-{item.get('b')}"
-            if (ent, loc[1]) in origin:
-                eid += f" [{origin[(ent, loc[1])]}]"
-            rest = loc[2:]
-        elif loc and isinstance(loc[0], str):
-            ent = entity or "instance"
-            rest = loc
-        field = _fmt_loc(rest) or "(entity)"
-        value = err.get("input")
+    seen: set[tuple] = set()
+    for err in _pick_union_branch(exc.errors(), data):
+        path = err["path"]
         kind = err.get("type", "")
-        msg = err.get("msg", "invalid")
-        if kind == "missing":
-            text, fix = f"{field}: required field is missing", f"add '{rest[-1]}:'" if rest else "add it"
-        elif kind == "extra_forbidden":
-            text, fix = f"{field}: unknown field (value {_short(value)})", "remove it or fix its spelling"
-        else:
-            text, fix = f"{field}: {msg} (got {_short(value)})", _hint(kind, value, rest)
+        value = err.get("input")
+        ent, eid, rest = entity or "instance", "-", list(path)
+        if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], int):
+            ent = path[0]
+            items = data.get(ent) if isinstance(data, dict) else None
+            item = items[path[1]] if isinstance(items, list) and path[1] < len(items) else None
+            eid = f"#{path[1]}"
+            if isinstance(item, dict) and isinstance(item.get("id"), (str, int, float)):
+                eid = str(item["id"])
+            elif ent == "links" and isinstance(item, dict):
+                eid = f"{item.get('a')}-{item.get('b')}"
+            rest = list(path[2:])
+        elif len(path) >= 2 and path[0] == "horizon" and entity is None:
+            ent, rest = "horizon", list(path[1:])
+        elif entity is not None and isinstance(data, dict) and isinstance(data.get("id"), str):
+            eid = data["id"]
+        where = _origin(origin, path)
+        if where:
+            if skip_csv_none and value is None:
+                continue
+            eid += f" [{where}]"
+        field = _fmt_path(rest, data, path[: len(path) - len(rest)])
+        text, fix = _describe(err, kind, value, rest, path, data)
+        text = f"{field}: {text}" if field else text
+        key = (ent, eid, text)
+        if key in seen:
+            continue
+        seen.add(key)
         out.append(Problem(ent, eid, text, fix, rule=kind or "schema"))
     return out
 
 
-def _fmt_loc(loc: list) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part in ("function-after", "list[constrained-float]", "constrained-float") or "[" in str(part):
+def _pick_union_branch(errors: list[dict], data: Any) -> list[dict]:
+    """Keep, for each value that may take several forms (number or list), only the errors of
+    the form the user wrote; give every error ``path``: its location in ``data`` (no tags)."""
+    tagged: dict[tuple, set[str]] = {}
+    out = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        path, tag, node = [], None, data
+        for k, part in enumerate(loc):
+            if isinstance(node, dict) and _has_key(node, part):
+                node = node[part]
+                path.append(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+                path.append(part)
+            elif k == len(loc) - 1 and err.get("type") == "missing":
+                path.append(part)
+            elif isinstance(part, str) and (part in _TAG_WORDS or "[" in part or "-" in part) and tag is None:
+                tag = part  # the union member or validator this error belongs to
+            else:
+                path.append(part)
+                node = None
+        err = dict(err, path=tuple(path), tag=tag, node=node)
+        if tag is not None:
+            tagged.setdefault(tuple(path[: _prefix_len(loc, tag, path)]), set()).add(tag)
+        out.append(err)
+    keep = []
+    for err in out:
+        tag = err["tag"]
+        if tag is None or not tag.startswith(("list[", "constrained-float", "float", "int")):
+            keep.append(err)
             continue
+        written = _at(data, err["path"][: _prefix_len(err.get("loc", ()), tag, err["path"])])
+        wants_list = isinstance(written, list)
+        if tag.startswith("list[") == wants_list:
+            keep.append(err)
+    return keep or out
+
+
+_TAG_WORDS = {"constrained-float", "float", "int", "str", "bool", "function-after", "function-before",
+              "function-wrap", "function-plain", "[key]", "model"}
+
+
+def _prefix_len(loc, tag: str, path) -> int:
+    """Number of path parts before the union tag (the value the tag applies to)."""
+    loc = list(loc)
+    return min(loc.index(tag) if tag in loc else len(path), len(path))
+
+
+def _has_key(node: dict, part: Any) -> bool:
+    try:
+        return part in node
+    except TypeError:
+        return False
+
+
+def _at(data: Any, path) -> Any:
+    node = data
+    for part in path:
+        if isinstance(node, dict) and _has_key(node, part):
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _origin(origin: dict[tuple, str], path: tuple) -> str:
+    """The CSV row an entity path came from (the longest recorded prefix), or ''."""
+    for n in range(len(path), 1, -1):
+        where = origin.get(tuple(path[:n]))
+        if where:
+            return where
+    return ""
+
+
+def _fmt_path(rest: list, data: Any, prefix: tuple) -> str:
+    """``pools[H200].available``: list items by their id or GPU type where they have one."""
+    text, node = "", _at(data, prefix)
+    for part in rest:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            label = part
+            if isinstance(item, dict):
+                for key in ("id", "gpu_type"):
+                    if isinstance(item.get(key), str) and not (key == "gpu_type" and _is_options(text)):
+                        label = item[key]
+                        break
+            text += f"[{label}]"
+            node = item
         else:
             text += ("." if text else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) and _has_key(node, part) else None
     return text
 
 
+def _is_options(text: str) -> bool:
+    return text.endswith("options")
+
+
+_UNITS = (
+    ("_usd_per_gpu_h", "$ per GPU-hour"), ("_usd_per_mwh", "$/MWh"), ("_g_per_kwh", "gCO2/kWh"),
+    ("_usd_per_gb", "$/GB"), ("_usd_per_mtok", "$ per million tokens"), ("_usd_per_h", "$ per hour"),
+    ("_usd_per_t", "$ per tCO2"), ("_usd", "$"), ("_mw", "MW"), ("_kw", "kW"), ("_ms", "ms"),
+    ("_gbps", "Gb/s"), ("_tb", "TB"), ("_gb", "GB"), ("tokens_t", "trillion tokens"),
+    ("_period", "periods, counted from 0"), ("period_hours", "hours"), ("hours", "hours"),
+    ("tokens_per_s_per_gpu", "tokens/s per GPU"), ("tokens_per_s", "tokens/s"), ("demand", "tokens/s"),
+    ("gpus", "GPUs"), ("available", "GPUs"), ("reserved", "GPUs"), ("periods", "periods"),
+    ("parameters_b", "billions"), ("training_flops", "FLOP"), ("bytes_per_token", "bytes"),
+)
+
+
+def _unit(field: str) -> str:
+    for suffix, unit in _UNITS:
+        if field.endswith(suffix):
+            return unit
+    return ""
+
+
+def _field_name(rest: list) -> str:
+    """The schema field an error is about (demand.<region>[3] -> demand)."""
+    names = [p for p in rest if isinstance(p, str)]
+    for name in reversed(names):
+        if name in _SCHEMA_FIELDS:
+            return name
+    return names[-1] if names else ""
+
+
+def _describe(err: dict, kind: str, value: Any, rest: list, path: tuple, data: Any) -> tuple[str, str]:
+    """(what is wrong, how to fix it) for one pydantic error."""
+    field = _field_name(rest)
+    unit = _unit(field)
+    in_unit = f" in {unit}" if unit else ""
+    msg = str(err.get("msg", "invalid"))
+    ctx = err.get("ctx") or {}
+    got = f" (got {_short(value)})"
+    if kind == "missing":
+        leaf = str(rest[-1]) if rest else "the field"
+        return "required field is missing", f"add '{leaf}:'" + (f" (a number{in_unit})" if unit else "")
+    if kind == "extra_forbidden":
+        leaf = str(rest[-1]) if rest else ""
+        known = _known_fields(path, data)
+        close = difflib.get_close_matches(leaf, known, n=1, cutoff=0.6)
+        fix = f"did you mean {close[0]!r}?" if close else "remove it or fix its spelling"
+        return f"unknown field (value {_short(value)})", fix
+    if kind == "invalid_key":
+        return f"key {_short(value)} is not text", "write keys as text (quote numbers)"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, "), _value_error_fix(msg)
+    if kind == "finite_number":
+        return msg + got, f"write a finite number{in_unit}: NaN, inf and values beyond 1.8e308 are refused"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()), "") if ctx else ""
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return msg + got, f"use a value {sign} {bound}{in_unit}"
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float", "int_parsing_size"):
+        whole = kind.startswith("int")
+        what = "a whole number" if whole else "a plain number"
+        if value is None:
+            return "no value given" + got, f"write {what}{in_unit} after the colon"
+        if isinstance(value, str) and any(ch.isdigit() for ch in value):
+            return msg + got, f"write {what}{in_unit}: the unit is part of the field name, no unit or separators"
+        return msg + got, f"write {what}{in_unit}"
+    if kind in ("bool_parsing", "bool_type"):
+        return msg + got, "write true or false"
+    if kind == "literal_error":
+        return msg + got, f"use one of {ctx.get('expected', 'the listed values')}"
+    if kind.startswith(("datetime", "date")):
+        return msg + got, "write an ISO 8601 time such as 2026-12-01T00:00:00Z (UTC)"
+    if kind in ("list_type", "tuple_type"):
+        return msg + got, "write a list, e.g. [a, b] or one '- item' per line"
+    if kind == "dict_type":
+        return msg + got, "write a mapping of key: value pairs"
+    if kind in ("model_type", "model_attributes_type"):
+        return msg + got, "write the entry as a mapping of its fields (key: value)"
+    if kind in ("string_type",):
+        return msg + got, "write text (quote it if it looks like a number or list)"
+    if kind in ("string_too_short", "too_short"):
+        return msg + got, "give a non-empty value"
+    if kind in ("string_too_long", "too_long"):
+        return msg + got, "shorten it"
+    return msg + got, "fix the value"
+
+
+def _value_error_fix(msg: str) -> str:
+    if "options or a profile" in msg:
+        return "add 'options:' (gpu_type, gpus, hours) or 'profile:'"
+    if "tokens_per_s_per_gpu or a profile" in msg:
+        return "add 'tokens_per_s_per_gpu:' or 'profile:'"
+    if "soft deadline" in msg:
+        return "add 'deadline_period:' or make the deadline hard"
+    if "reserved" in msg and "available" in msg:
+        return "make available at least reserved"
+    return "fix the value"
+
+
+def _known_fields(path: tuple, data: Any) -> list[str]:
+    """Field names of the entity at ``path`` (for 'did you mean')."""
+    cls = _MODEL_BY_KEY.get("", Instance)
+    for part in path[:-1]:
+        if isinstance(part, str) and part in _MODEL_BY_KEY:
+            cls = _MODEL_BY_KEY[part]
+    names = list(cls.model_fields)
+    if cls is Instance:
+        names += [*TABLE_KEYS, "profiles_dir"]
+    return names
+
+
 def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(map(str, list(value)[:4]))
+        return "{" + keys + (", ..." if len(value) > 4 else "") + "}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _hint(kind: str, value: Any, loc: list) -> str:
-    field = str(loc[-1]) if loc and isinstance(loc[-1], str) else ""
-    if isinstance(value, str) and any(ch.isdigit() for ch in value) and ("parsing" in kind or "type" in kind):
-        unit = field.rsplit("_", 1)[-1] if "_" in field else ""
-        return f"write a plain number{f' in {unit}' if unit else ''}: the unit is part of the field name"
-    if "greater_than" in kind or "less_than" in kind:
-        return "use a value in the allowed range"
-    if "finite" in kind:
-        return "use a finite number (not NaN or inf)"
-    return "fix the value"
+def _schema_models() -> dict[str, type]:
+    from allocator import schema
+
+    return {
+        "": schema.Instance, "horizon": schema.Horizon, "gpu_types": schema.GpuType, "sites": schema.Site,
+        "pools": schema.GpuPool, "regions": schema.Region, "data_sources": schema.DataSource,
+        "links": schema.Link, "options": schema.ExecutionOption, "jobs": schema.TrainingJob,
+        "services": schema.InferenceService, "profiles": schema.ModelProfile,
+        "training": schema.TrainingProfile, "inference": schema.InferenceProfile,
+    }
+
+
+_MODEL_BY_KEY = _schema_models()
+_SCHEMA_FIELDS = {f for cls in _MODEL_BY_KEY.values() for f in cls.model_fields}
+
+
+# --------------------------------------------------------------------------- origins
+
+_ORIGINS: dict[int, dict[tuple, str]] = {}
+
+
+def _remember_origin(inst: Instance, origin: dict[tuple, str]) -> None:
+    if origin:
+        _ORIGINS[id(inst)] = origin
+        weakref.finalize(inst, _ORIGINS.pop, id(inst), None)
+
+
+def origin_of(inst: Instance) -> dict[tuple, str]:
+    """Where the loader read parts of ``inst`` from: ``{("jobs", 3): "jobs.csv row 5", ...}``.
+
+    Keys are paths into the instance (entity list, index, then fields); empty for entities
+    written in YAML or built from dicts, and for copies of the instance."""
+    return _ORIGINS.get(id(inst), {})

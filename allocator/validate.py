@@ -1,0 +1,731 @@
+"""Cross-entity checks of an instance: every problem at once, each with where, what and a fix.
+
+The schema (``allocator.schema``) checks each entity alone: types, signs, NaN and inf.
+This module checks what needs the whole instance: references between entities, time series
+lengths, windows, whether a mandatory job fits any site even alone, whether every region
+with demand can be reached within its service's SLO, predecessor cycles, and numbers that
+are legal but suspicious (warnings). It never imports Pyomo and never raises while looking;
+``check`` raises ``InputError`` afterwards if any error was found.
+
+Every problem carries a ``rule`` name; ``RULES`` lists them all with their severity, and
+docs/validation.md shows each one's message and fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from allocator.errors import InputError, Problem
+from allocator.io import load_instance, origin_of
+from allocator.network import Network
+from allocator.schema import Instance, Site, TrainingJob, series_list
+
+ERROR, WARNING = "error", "warning"
+
+# rule name -> (severity, one-line meaning); the order is the order of docs/validation.md
+RULES: dict[str, tuple[str, str]] = {
+    "duplicate-id": (ERROR, "two entities of one kind share an id"),
+    "duplicate-pool": (ERROR, "a site lists the same GPU type in two pools"),
+    "unknown-gpu-type": (ERROR, "a pool, option or throughput names a GPU type not in gpu_types"),
+    "unknown-site": (ERROR, "allowed_sites or site_cost_usd names a site not in sites"),
+    "unknown-zone": (ERROR, "allowed_zones names a zone no site is in"),
+    "unknown-data-source": (ERROR, "dataset_source names no data source"),
+    "unknown-profile": (ERROR, "profile names no loaded AI model profile"),
+    "unknown-predecessor": (ERROR, "predecessors names no job"),
+    "unknown-region": (ERROR, "demand is given for a region not in regions"),
+    "unknown-node": (ERROR, "a link endpoint is the node of no site, region or data source"),
+    "series-length": (ERROR, "a per-period list does not have horizon.periods values"),
+    "release-outside-horizon": (ERROR, "release_period is at or after the horizon end"),
+    "deadline-outside-horizon": (ERROR, "deadline_period is after the horizon end"),
+    "window-too-short": (ERROR, "a mandatory job cannot run between its release and deadline"),
+    "profile-no-training": (ERROR, "a job relies on a profile that has no training data"),
+    "profile-no-inference": (ERROR, "a service relies on a profile that has no inference data"),
+    "profile-no-gpu-type": (ERROR, "a profile covers none of the instance's GPU types"),
+    "residency": (ERROR, "allowed_sites and allowed_zones together leave no site"),
+    "data-unreachable": (ERROR, "no route from a job's data source to any allowed site"),
+    "job-fits-nowhere": (ERROR, "a mandatory job fits no site even alone (GPUs, power, window)"),
+    "predecessor-cycle": (ERROR, "jobs wait on each other in a cycle"),
+    "chain-too-long": (ERROR, "a mandatory job cannot meet its deadline after its predecessors"),
+    "region-unreachable": (ERROR, "a region with demand has no allowed site within the SLO"),
+    "region-no-gpu": (ERROR, "sites within the SLO have no GPU type the service runs on"),
+    "budget-below-reserved": (ERROR, "budget_usd is below the reserved lease paid anyway"),
+    # warnings: legal and solvable, but probably not what was meant
+    "optional-never-runs": (WARNING, "an optional job fits no site or window, so it never runs"),
+    "reserved-price-zero": (WARNING, "reserved GPUs with a reserved price of 0"),
+    "ondemand-cheaper": (WARNING, "on-demand price below the reserved price"),
+    "ondemand-price-zero": (WARNING, "GPUs above the reserved block cost nothing"),
+    "pue-high": (WARNING, "PUE above 2"),
+    "power-cap-excess": (WARNING, "power ceiling far above what all the site's GPUs draw"),
+    "power-cap-zero": (WARNING, "a site with GPUs but a power ceiling of 0 in every period"),
+    "site-no-pools": (WARNING, "a site with no GPU pools"),
+    "demand-zero-penalty": (WARNING, "a service with demand but no penalty for leaving it unserved"),
+    "optional-zero-value": (WARNING, "an optional job worth 0, so it never pays to run it"),
+    "soft-zero-tardiness": (WARNING, "a soft deadline with no tardiness penalty"),
+    "always-late": (WARNING, "a soft deadline earlier than the job can possibly end"),
+    "redundancy-one-site": (WARNING, "N+1 redundancy but only one site can serve a region"),
+    "tokens-without-profile": (WARNING, "tokens_t given but no profile to use it"),
+    "unit-suspect": (WARNING, "a value whose size suggests a different unit"),
+    "link-self-loop": (WARNING, "a link from a node to itself"),
+    "duplicate-link": (WARNING, "two links between the same nodes (the faster is used)"),
+    "node-shared": (WARNING, "entities of different kinds share one network node"),
+}
+
+POWER_EXCESS_FACTOR = 10.0  # warn when the ceiling exceeds this multiple of the full GPU draw
+
+
+def validate(inst: Instance, origin: dict[tuple, str] | None = None) -> list[Problem]:
+    """Every error and warning of ``inst``, errors first, in rule order.
+
+    ``origin`` maps entity paths such as ``("jobs", 3)`` to ``"jobs.csv row 5"`` (the loader
+    records it; see ``allocator.io.origin_of``) so problems name the CSV row they came from.
+    """
+    if origin is None:
+        origin = origin_of(inst)
+    v = _Validator(inst, origin or {})
+    v.run()
+    order = {name: i for i, name in enumerate(RULES)}
+    return sorted(v.problems, key=lambda p: (p.severity != ERROR, order.get(p.rule, len(order))))
+
+
+def check(inst: Instance, source: str = "") -> list[Problem]:
+    """Raise ``InputError`` with all errors if there is any; otherwise return the warnings."""
+    problems = validate(inst)
+    if any(p.severity == ERROR for p in problems):
+        raise InputError(problems, source=source)
+    return problems
+
+
+def validate_path(path: str | Path, *, profiles_dir: str | Path | None = None
+                  ) -> tuple[Instance | None, list[Problem]]:
+    """Load and validate an instance file; never raises ``InputError``.
+
+    Returns the instance (None if it could not be built) and every problem found: those of
+    loading (files, YAML, CSV cells, schema) or, once it loads, those of ``validate``."""
+    try:
+        inst = load_instance(path, profiles_dir=profiles_dir)
+    except InputError as exc:
+        return None, list(exc.problems)
+    return inst, validate(inst)
+
+
+def load_checked(path: str | Path, *, profiles_dir: str | Path | None = None
+                 ) -> tuple[Instance, list[Problem]]:
+    """Load an instance and ``check`` it: the instance and its warnings, or ``InputError``."""
+    inst = load_instance(path, profiles_dir=profiles_dir)
+    return inst, check(inst, source=str(path))
+
+
+def errors(problems: Iterable[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == ERROR]
+
+
+def warnings(problems: Iterable[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == WARNING]
+
+
+def summary(inst: Instance) -> dict[str, Any]:
+    """What the instance holds, as plain numbers (the table of ``allocator validate``)."""
+    h = inst.horizon
+    pools = [p for s in inst.sites for p in s.pools]
+    cap = [max(series_list(s.power_cap_mw, h.periods), default=0.0) for s in inst.sites]
+    demand = 0.0
+    for svc in inst.services:
+        for series in svc.demand.values():
+            demand += sum(series_list(series, h.periods))
+    return {
+        "name": inst.name,
+        "start": h.start.isoformat(),
+        "periods": h.periods,
+        "period_hours": h.period_hours,
+        "gpu_types": len(inst.gpu_types),
+        "sites": len(inst.sites),
+        "pools": len(pools),
+        "gpus_available": sum(p.available for p in pools),
+        "gpus_reserved": sum(p.reserved for p in pools),
+        "power_cap_mw": sum(cap),
+        "regions": len(inst.regions),
+        "data_sources": len(inst.data_sources),
+        "links": len(inst.links),
+        "jobs": len(inst.jobs),
+        "jobs_mandatory": sum(j.mandatory for j in inst.jobs),
+        "jobs_optional": sum(not j.mandatory for j in inst.jobs),
+        "services": len(inst.services),
+        "demand_mtok": demand * 3600 * h.period_hours / 1e6,
+        "profiles": len(inst.profiles),
+    }
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def _fmt(x: float) -> str:
+    """A number as a planner would write it: 12000, 2.5, 0.125, 1.2e+06."""
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.4g}"
+
+
+def _names(items: Iterable[str], limit: int = 6) -> str:
+    items = list(items)
+    text = ", ".join(items[:limit])
+    return text + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    known = sorted(set(known))
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}? known: {_names(known)}"
+    return f"known: {_names(known)}" if known else "none is defined"
+
+
+class _Validator:
+    def __init__(self, inst: Instance, origin: dict[tuple, str]):
+        self.inst = inst
+        self.origin = origin
+        self.problems: list[Problem] = []
+        self.T = inst.horizon.periods
+        self.H = inst.horizon.period_hours
+        self.gpu = {g.id: g for g in inst.gpu_types}
+        self.sites = {s.id: s for s in inst.sites}
+        self.jobs = {j.id: j for j in inst.jobs}
+        self.regions = {r.id: r for r in inst.regions}
+        self.data_sources = {d.id: d for d in inst.data_sources}
+        self.profiles = {p.id: p for p in inst.profiles}
+        self.zones = {s.zone for s in inst.sites if s.zone}
+        self._net: Network | None = None
+        self._caps: dict[str, np.ndarray] = {}
+        self._rolling: dict[tuple[str, int], np.ndarray] = {}
+
+    # ---- helpers
+
+    def add(self, rule: str, entity: str, eid: str, message: str, fix: str = "", index: int | None = None,
+            sub: tuple = ()) -> None:
+        where = self._where(entity, index, sub)
+        ident = f"{eid} [{where}]" if where else eid
+        self.problems.append(Problem(entity, ident, message, fix, severity=RULES[rule][0], rule=rule))
+
+    def _where(self, entity: str, index: int | None, sub: tuple) -> str:
+        if index is None:
+            return ""
+        path = (entity, index, *sub)
+        while len(path) >= 2:
+            if path in self.origin:
+                return self.origin[path]
+            path = path[:-1]
+        return ""
+
+    @property
+    def net(self) -> Network:
+        if self._net is None:
+            self._net = Network(self.inst)
+        return self._net
+
+    def duration(self, hours: float) -> int:
+        """Periods an option of ``hours`` occupies: ceil(hours / H), with float noise removed."""
+        return max(1, math.ceil(round(hours / self.H, 9)))
+
+    def caps(self, site: Site) -> np.ndarray:
+        if site.id not in self._caps:
+            vals = series_list(site.power_cap_mw, self.T)
+            if len(vals) != self.T:  # wrong length is reported; use what is there, padded
+                vals = (vals + [vals[-1] if vals else 0.0] * self.T)[: self.T]
+            self._caps[site.id] = np.asarray(vals, dtype=float)
+        return self._caps[site.id]
+
+    def best_cap(self, site: Site, d: int, lo: int, hi: int) -> float:
+        """Largest over starts t in [lo, hi] of the lowest ceiling during t .. t+d-1."""
+        if hi < lo or d > self.T:
+            return -math.inf
+        key = (site.id, d)
+        if key not in self._rolling:
+            caps = self.caps(site)
+            self._rolling[key] = np.lib.stride_tricks.sliding_window_view(caps, d).min(axis=1)
+        return float(self._rolling[key][lo : hi + 1].max())
+
+    def window(self, job: TrainingJob) -> tuple[int, int]:
+        """[release, end): the periods a job may occupy."""
+        end = self.T
+        if job.deadline == "hard" and job.deadline_period is not None:
+            end = min(end, job.deadline_period)
+        return job.release_period, end
+
+    def min_duration(self, job: TrainingJob) -> int | None:
+        ds = [self.duration(o.hours) for o in job.options]
+        return min(ds) if ds else None
+
+    # ---- run
+
+    def run(self) -> None:
+        self.check_ids()
+        self.check_gpu_types()
+        self.check_sites()
+        self.check_network()
+        self.check_series()
+        self.check_profiles()
+        self.check_jobs()
+        self.check_predecessors()
+        self.check_services()
+        self.check_budget()
+
+    def check_ids(self) -> None:
+        for key in ("gpu_types", "sites", "regions", "data_sources", "jobs", "services", "profiles"):
+            items = getattr(self.inst, key)
+            counts = Counter(x.id for x in items)
+            for i, x in enumerate(items):
+                if counts[x.id] > 1:
+                    first = next(k for k, y in enumerate(items) if y.id == x.id)
+                    if i != first:
+                        self.add("duplicate-id", key, x.id,
+                                 f"id {x.id!r} is used by {counts[x.id]} entries of {key} "
+                                 f"(#{first} and #{i})", "give each one its own id", index=i)
+        for si, s in enumerate(self.inst.sites):
+            seen: set[str] = set()
+            for pi, p in enumerate(s.pools):
+                if p.gpu_type in seen:
+                    self.add("duplicate-pool", "sites", s.id,
+                             f"pools[{pi}].gpu_type: {p.gpu_type!r} already has a pool at this site",
+                             "merge the two pools into one", index=si)
+                seen.add(p.gpu_type)
+
+    def check_gpu_types(self) -> None:
+        for g in self.inst.gpu_types:
+            if g.power_kw > 5:
+                self.add("unit-suspect", "gpu_types", g.id,
+                         f"power_kw: {_fmt(g.power_kw)} kW per GPU is more than any GPU draws",
+                         "power_kw is in kW per GPU (a 700 W GPU is 0.7, about 1.0 with its server share)")
+        for si, s in enumerate(self.inst.sites):
+            for pi, p in enumerate(s.pools):
+                if p.gpu_type not in self.gpu:
+                    self.add("unknown-gpu-type", "sites", s.id,
+                             f"pools[{pi}].gpu_type: {p.gpu_type!r} is not in gpu_types",
+                             _suggest(p.gpu_type, self.gpu), index=si)
+        for ji, j in enumerate(self.inst.jobs):
+            for oi, o in enumerate(j.options):
+                if o.gpu_type not in self.gpu:
+                    self.add("unknown-gpu-type", "jobs", j.id,
+                             f"options[{oi}].gpu_type: {o.gpu_type!r} is not in gpu_types",
+                             _suggest(o.gpu_type, self.gpu), index=ji, sub=("options", oi))
+        for vi, v in enumerate(self.inst.services):
+            for g in v.tokens_per_s_per_gpu:
+                if g not in self.gpu:
+                    self.add("unknown-gpu-type", "services", v.id,
+                             f"tokens_per_s_per_gpu: {g!r} is not in gpu_types",
+                             _suggest(g, self.gpu), index=vi)
+
+    def check_sites(self) -> None:
+        for si, s in enumerate(self.inst.sites):
+            if not s.pools:
+                self.add("site-no-pools", "sites", s.id, "pools: none, so nothing can run here",
+                         "add pools or remove the site", index=si)
+            if s.pue > 2:
+                self.add("pue-high", "sites", s.id, f"pue: {_fmt(s.pue)} is above 2",
+                         "check it: modern data centers run at 1.1 to 1.6", index=si)
+            for pi, p in enumerate(s.pools):
+                tag = f"pools[{pi}] ({p.gpu_type})"
+                if p.reserved > 0 and p.reserved_price_usd_per_gpu_h == 0:
+                    self.add("reserved-price-zero", "sites", s.id,
+                             f"{tag}: {p.reserved} reserved GPUs at reserved_price_usd_per_gpu_h 0",
+                             "set the reserved price, or 0 reserved if they are not paid for",
+                             index=si)
+                if p.reserved > 0 and p.ondemand_price_usd_per_gpu_h < p.reserved_price_usd_per_gpu_h:
+                    self.add("ondemand-cheaper", "sites", s.id,
+                             f"{tag}: ondemand_price_usd_per_gpu_h {_fmt(p.ondemand_price_usd_per_gpu_h)}"
+                             f" is below reserved_price_usd_per_gpu_h {_fmt(p.reserved_price_usd_per_gpu_h)}",
+                             "check the two prices: a reservation is normally the cheaper rate",
+                             index=si)
+                if p.available > p.reserved and p.ondemand_price_usd_per_gpu_h == 0:
+                    self.add("ondemand-price-zero", "sites", s.id,
+                             f"{tag}: {p.available - p.reserved} on-demand GPUs at "
+                             "ondemand_price_usd_per_gpu_h 0", "set the on-demand price", index=si)
+                for name, price in (("reserved_price_usd_per_gpu_h", p.reserved_price_usd_per_gpu_h),
+                                    ("ondemand_price_usd_per_gpu_h", p.ondemand_price_usd_per_gpu_h)):
+                    if price > 100:
+                        self.add("unit-suspect", "sites", s.id,
+                                 f"{tag}.{name}: {_fmt(price)} $ per GPU-hour is far above any list price",
+                                 "the price is per GPU and per hour (divide a node price by its GPUs)",
+                                 index=si)
+            draw = sum(p.available * self.gpu[p.gpu_type].power_kw for p in s.pools
+                       if p.gpu_type in self.gpu) * s.pue / 1000
+            caps = self.caps(s)
+            if s.pools and draw > 0 and caps.max() <= 0:
+                self.add("power-cap-zero", "sites", s.id,
+                         "power_cap_mw: 0 in every period, so no GPU here can run",
+                         "give the site's power ceiling in MW", index=si)
+            elif draw > 0 and caps.max() > POWER_EXCESS_FACTOR * draw:
+                self.add("power-cap-excess", "sites", s.id,
+                         f"power_cap_mw: {_fmt(caps.max())} MW is over {POWER_EXCESS_FACTOR:g}x what all "
+                         f"its GPUs draw ({draw:.3g} MW with PUE)",
+                         "check the unit (MW, not kW) or whether pools are missing", index=si)
+            self._unit_series(si, s, "energy_price_usd_per_mwh", s.energy_price_usd_per_mwh,
+                              0 < _mean(s.energy_price_usd_per_mwh) < 1,
+                              "looks like $/kWh; the field is $/MWh (multiply by 1000)")
+            self._unit_series(si, s, "carbon_g_per_kwh", s.carbon_g_per_kwh,
+                              0 < _mean(s.carbon_g_per_kwh) < 1,
+                              "looks like kg/kWh; the field is gCO2/kWh (multiply by 1000)")
+            self._unit_series(si, s, "carbon_g_per_kwh", s.carbon_g_per_kwh,
+                              _mean(s.carbon_g_per_kwh) > 2000,
+                              "is above any grid's intensity; the field is gCO2/kWh")
+
+    def _unit_series(self, si: int, s: Site, name: str, value, cond: bool, fix: str) -> None:
+        if cond:
+            self.add("unit-suspect", "sites", s.id, f"{name}: mean {_mean(value):.4g}", fix, index=si)
+
+    def check_network(self) -> None:
+        kinds: dict[str, set[str]] = defaultdict(set)
+        for s in self.inst.sites:
+            kinds[s.node_id].add("site")
+        for r in self.inst.regions:
+            kinds[r.node_id].add("region")
+        for d in self.inst.data_sources:
+            kinds[d.node_id].add("data source")
+        for node, ks in kinds.items():
+            if len(ks) > 1:
+                self.add("node-shared", "network", node,
+                         f"node {node!r} is shared by a {' and a '.join(sorted(ks))}, so the latency "
+                         "between them is 0", "give them distinct ids or node names")
+        pairs: Counter = Counter()
+        for li, link in enumerate(self.inst.links):
+            lid = f"{link.a}-{link.b}"
+            for end in ("a", "b"):
+                node = getattr(link, end)
+                if node not in kinds:
+                    self.add("unknown-node", "links", lid,
+                             f"{end}: {node!r} is the node of no site, region or data source",
+                             _suggest(node, kinds), index=li)
+            if link.a == link.b:
+                self.add("link-self-loop", "links", lid, f"a and b are both {link.a!r}",
+                         "remove the link", index=li)
+            pairs[frozenset((link.a, link.b))] += 1
+            if pairs[frozenset((link.a, link.b))] == 2:
+                self.add("duplicate-link", "links", lid,
+                         "a second link between the same two nodes; only the lower latency one is used",
+                         "keep one link per pair of nodes", index=li)
+            if link.latency_ms > 1000:
+                self.add("unit-suspect", "links", lid,
+                         f"latency_ms: {_fmt(link.latency_ms)} ms is more than a round trip around the world",
+                         "latency is in milliseconds", index=li)
+            if link.egress_usd_per_gb > 1:
+                self.add("unit-suspect", "links", lid,
+                         f"egress_usd_per_gb: {_fmt(link.egress_usd_per_gb)} $/GB is far above cloud "
+                         "egress prices (0.01 to 0.12)", "the price is per GB", index=li)
+
+    def check_series(self) -> None:
+        T = self.T
+        for si, s in enumerate(self.inst.sites):
+            for name in ("power_cap_mw", "energy_price_usd_per_mwh", "carbon_g_per_kwh"):
+                val = getattr(s, name)
+                if isinstance(val, list) and len(val) != T:
+                    self.add("series-length", "sites", s.id,
+                             f"{name}: {len(val)} values but the horizon has {T} periods",
+                             f"give one value or exactly {T} (one per period)", index=si, sub=(name,))
+        for vi, v in enumerate(self.inst.services):
+            for r, val in v.demand.items():
+                if isinstance(val, list) and len(val) != T:
+                    self.add("series-length", "services", v.id,
+                             f"demand.{r}: {len(val)} values but the horizon has {T} periods",
+                             f"give one value or exactly {T} (one per period)", index=vi)
+
+    def check_profiles(self) -> None:
+        for ji, j in enumerate(self.inst.jobs):
+            if j.tokens_t is not None and not j.profile:
+                self.add("tokens-without-profile", "jobs", j.id,
+                         f"tokens_t: {_fmt(j.tokens_t)} is ignored without a profile",
+                         "name the AI model profile, or drop tokens_t", index=ji)
+            if not j.profile:
+                continue
+            prof = self.profiles.get(j.profile)
+            if prof is None:
+                self.add("unknown-profile", "jobs", j.id, f"profile: {j.profile!r} was not found",
+                         "add models/<profile>.yaml or fix the name; "
+                         + _suggest(j.profile, self.profiles), index=ji)
+            elif not j.options and prof.training is None:
+                self.add("profile-no-training", "jobs", j.id,
+                         f"profile: {j.profile!r} has no training section to derive options from",
+                         "add training data to the profile or give options", index=ji)
+            elif not j.options and prof.training is not None:
+                self.add("profile-no-gpu-type", "jobs", j.id,
+                         f"profile: {j.profile!r} gives GPU counts for "
+                         f"{_names(prof.training.gpus)} only, none of which is in gpu_types",
+                         "add one of those GPU types, or give options", index=ji)
+        for vi, v in enumerate(self.inst.services):
+            if not v.profile:
+                continue
+            prof = self.profiles.get(v.profile)
+            if prof is None:
+                self.add("unknown-profile", "services", v.id, f"profile: {v.profile!r} was not found",
+                         "add models/<profile>.yaml or fix the name; "
+                         + _suggest(v.profile, self.profiles), index=vi)
+            elif not v.tokens_per_s_per_gpu and prof.inference is None:
+                self.add("profile-no-inference", "services", v.id,
+                         f"profile: {v.profile!r} has no inference section to derive throughput from",
+                         "add inference data to the profile or give tokens_per_s_per_gpu", index=vi)
+            elif not v.tokens_per_s_per_gpu and prof.inference is not None:
+                self.add("profile-no-gpu-type", "services", v.id,
+                         f"profile: {v.profile!r} gives throughput for "
+                         f"{_names(prof.inference.tokens_per_s_per_gpu)} only, none of which is in gpu_types",
+                         "add one of those GPU types, or give tokens_per_s_per_gpu", index=vi)
+
+    # ---- jobs
+
+    def allowed(self, entity: str, index: int, item) -> tuple[list[Site], bool]:
+        """Sites an entity may use and whether its allowed lists reference unknown names."""
+        unknown = False
+        sites = list(self.inst.sites)
+        if item.allowed_sites is not None:
+            for name in item.allowed_sites:
+                if name not in self.sites:
+                    unknown = True
+                    self.add("unknown-site", entity, item.id,
+                             f"allowed_sites: {name!r} is not in sites", _suggest(name, self.sites),
+                             index=index)
+            sites = [s for s in sites if s.id in set(item.allowed_sites)]
+        if item.allowed_zones is not None:
+            for z in item.allowed_zones:
+                if z not in self.zones:
+                    unknown = True
+                    self.add("unknown-zone", entity, item.id,
+                             f"allowed_zones: {z!r} is the zone of no site", _suggest(z, self.zones),
+                             index=index)
+            sites = [s for s in sites if s.zone in set(item.allowed_zones)]
+        if not sites and not unknown and (item.allowed_sites is not None or item.allowed_zones is not None):
+            self.add("residency", entity, item.id,
+                     f"allowed_sites {item.allowed_sites} and allowed_zones {item.allowed_zones} "
+                     "leave no site", "allow a site in one of the allowed zones", index=index)
+        return sites, unknown
+
+    def check_jobs(self) -> None:
+        T = self.T
+        for ji, j in enumerate(self.inst.jobs):
+            for name in j.site_cost_usd:
+                if name not in self.sites:
+                    self.add("unknown-site", "jobs", j.id, f"site_cost_usd: {name!r} is not in sites",
+                             _suggest(name, self.sites), index=ji)
+            if j.dataset_source is not None and j.dataset_source not in self.data_sources:
+                self.add("unknown-data-source", "jobs", j.id,
+                         f"dataset_source: {j.dataset_source!r} is not in data_sources",
+                         _suggest(j.dataset_source, self.data_sources), index=ji)
+            if j.mandatory is False and j.value_usd == 0:
+                self.add("optional-zero-value", "jobs", j.id,
+                         "value_usd: 0 for an optional job, so running it never pays",
+                         "give the value earned if it runs, or make it mandatory", index=ji)
+            if j.deadline == "soft" and j.tardiness_usd_per_h == 0:
+                self.add("soft-zero-tardiness", "jobs", j.id,
+                         "tardiness_usd_per_h: 0 with a soft deadline, so the deadline has no effect",
+                         "set the penalty per hour late, or drop deadline_period", index=ji)
+            sites, unknown = self.allowed("jobs", ji, j)
+            window_ok = True
+            if j.release_period >= T:
+                window_ok = False
+                self.add("release-outside-horizon", "jobs", j.id,
+                         f"release_period: {j.release_period} is not before the horizon end ({T} periods)",
+                         f"use a release_period below {T}, or lengthen the horizon", index=ji)
+            if j.deadline_period is not None and j.deadline_period > T:
+                window_ok = False
+                self.add("deadline-outside-horizon", "jobs", j.id,
+                         f"deadline_period: {j.deadline_period} is after the horizon end ({T} periods)",
+                         f"use a deadline_period of at most {T} (jobs end within the horizon), "
+                         "or lengthen the horizon", index=ji)
+            dmin = self.min_duration(j)
+            if not window_ok or dmin is None:
+                continue
+            lo, hi = self.window(j)
+            severity_rule = "window-too-short" if j.mandatory else "optional-never-runs"
+            if lo + dmin > hi:
+                which = "deadline_period" if hi < T else "horizon end"
+                self.add(severity_rule, "jobs", j.id,
+                         f"release_period {lo} + shortest run {dmin} periods ends at {lo + dmin}, "
+                         f"after its {which} ({hi})",
+                         "release it earlier, move the deadline, or add a faster option", index=ji)
+                continue
+            if j.deadline == "soft" and j.deadline_period is not None and lo + dmin > j.deadline_period:
+                self.add("always-late", "jobs", j.id,
+                         f"deadline_period {j.deadline_period} is before the earliest possible end "
+                         f"{lo + dmin}, so it is always late", "check the deadline", index=ji)
+            if unknown or not sites:
+                continue
+            if j.dataset_source in self.data_sources:
+                src = self.data_sources[j.dataset_source].node_id
+                routed = [s for s in sites if self.net.route(src, s.node_id) is not None]
+                if not routed:
+                    self.add("data-unreachable" if j.mandatory else "optional-never-runs", "jobs", j.id,
+                             f"dataset_source: no route from {j.dataset_source!r} to any allowed site "
+                             f"({_names(s.id for s in sites)})",
+                             "add a link from the data source towards one of those sites", index=ji)
+                    continue
+                sites = routed
+            self.check_fit(ji, j, sites, lo, hi)
+
+    def check_fit(self, ji: int, j: TrainingJob, sites: list[Site], lo: int, hi: int) -> None:
+        """Does some option fit some allowed site alone: GPUs, power in some window, time?"""
+        reasons: list[str] = []
+        kinds: set[str] = set()
+        for oi, o in enumerate(j.options):
+            g = self.gpu.get(o.gpu_type)
+            if g is None:
+                return  # reported as unknown; do not guess
+            d = self.duration(o.hours)
+            label = f"options[{oi}]" if len(j.options) > 1 else "it"
+            if lo + d > hi:
+                kinds.add("window")
+                reasons.append(f"{label} takes {d} periods but only {hi - lo} fit between "
+                               f"release {lo} and end {hi}")
+                continue
+            pooled = [(s, p) for s in sites for p in s.pools if p.gpu_type == o.gpu_type]
+            if not pooled:
+                kinds.add("gpus")
+                reasons.append(f"{label} needs {o.gpus} {o.gpu_type} but no allowed site has {o.gpu_type}")
+                continue
+            big = [(s, p) for s, p in pooled if p.available >= o.gpus]
+            if not big:
+                most = max(pooled, key=lambda sp: sp[1].available)
+                kinds.add("gpus")
+                reasons.append(f"{label} needs {o.gpus} {o.gpu_type} but no allowed site offers more "
+                               f"than {most[1].available} ({most[0].id})")
+                continue
+            best: tuple[float, Site, float, float] | None = None
+            for s, _p in big:
+                need = o.gpus * g.power_kw * s.pue / 1000
+                cap = self.best_cap(s, d, lo, hi - d)
+                if cap >= need - 1e-9:
+                    return  # this option fits this site
+                if best is None or cap - need > best[0]:
+                    best = (cap - need, s, need, cap)
+            assert best is not None
+            _, s, need, cap = best
+            kinds.add("power")
+            reasons.append(f"{label} needs {need:.4g} MW ({o.gpus} {o.gpu_type} x {_fmt(g.power_kw)} kW "
+                           f"x PUE {_fmt(s.pue)}) but the best site, {s.id}, has at most {cap:.4g} MW "
+                           f"for {d} periods in its window")
+        if not reasons:
+            return
+        fixes = {"gpus": "add capacity or allow another GPU type or site",
+                 "power": "raise power_cap_mw or allow a site with more power",
+                 "window": "widen the release..deadline window or add a faster option"}
+        rule = "job-fits-nowhere" if j.mandatory else "optional-never-runs"
+        self.add(rule, "jobs", j.id, "; ".join(reasons),
+                 "; or ".join(fixes[k] for k in ("gpus", "power", "window") if k in kinds), index=ji)
+
+    def check_predecessors(self) -> None:
+        g = nx.DiGraph()
+        for ji, j in enumerate(self.inst.jobs):
+            g.add_node(j.id)
+            for p in j.predecessors:
+                if p not in self.jobs:
+                    self.add("unknown-predecessor", "jobs", j.id, f"predecessors: {p!r} is not a job",
+                             _suggest(p, self.jobs), index=ji)
+                else:
+                    g.add_edge(p, j.id)
+        cyclic: set[str] = set()
+        for comp in nx.strongly_connected_components(g):
+            first = sorted(comp)[0]
+            if len(comp) == 1 and not g.has_edge(first, first):
+                continue
+            cyclic |= comp
+            cycle = nx.find_cycle(g.subgraph(comp), source=first)
+            path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+            self.add("predecessor-cycle", "jobs", first,
+                     f"predecessors form a cycle: {path} (each waits for the one before)",
+                     "remove one of these predecessor links", index=self._job_index(first))
+        if cyclic:
+            return
+        # earliest end of every job, predecessors first; report mandatory jobs that miss their end
+        ends: dict[str, int] = {}
+        chain: dict[str, str | None] = {}
+        for jid in nx.topological_sort(g):
+            j = self.jobs[jid]
+            d = self.min_duration(j)
+            if d is None:
+                continue
+            start, via = j.release_period, None
+            for p in j.predecessors:
+                if ends.get(p, 0) > start:
+                    start, via = ends[p], p
+            ends[jid], chain[jid] = start + d, via
+            lo, hi = self.window(j)
+            if via is not None and j.mandatory and lo + d <= hi < start + d and hi <= self.T:
+                path, k = [jid], via
+                while k is not None:
+                    path.append(k)
+                    k = chain.get(k)
+                self.add("chain-too-long", "jobs", jid,
+                         f"after its predecessors ({' -> '.join(reversed(path))}) it cannot end "
+                         f"before period {start + d}, after its end {hi}",
+                         "move the deadline, release predecessors earlier, or shorten the chain",
+                         index=self._job_index(jid))
+
+    def _job_index(self, jid: str) -> int:
+        return next(i for i, j in enumerate(self.inst.jobs) if j.id == jid)
+
+    # ---- services
+
+    def check_services(self) -> None:
+        for vi, v in enumerate(self.inst.services):
+            sites, unknown = self.allowed("services", vi, v)
+            demanded = {r: val for r, val in v.demand.items() if max(series_list(val, self.T), default=0) > 0}
+            for r in v.demand:
+                if r not in self.regions:
+                    self.add("unknown-region", "services", v.id, f"demand: region {r!r} is not in regions",
+                             _suggest(r, self.regions), index=vi)
+            if demanded and v.unserved_usd_per_mtok == 0:
+                self.add("demand-zero-penalty", "services", v.id,
+                         "unserved_usd_per_mtok: 0, so leaving all demand unserved costs nothing",
+                         "set the penalty per unserved million tokens", index=vi)
+            if unknown:
+                continue
+            for r in demanded:
+                if r not in self.regions:
+                    continue
+                node = self.regions[r].node_id
+                lat = {s.id: self.net.latency_ms(s.node_id, node) for s in sites}
+                near = [s for s in sites if lat[s.id] <= v.latency_slo_ms + 1e-9]
+                if not near:
+                    if not sites:
+                        continue  # residency already reported
+                    best = min(lat, key=lat.get)
+                    if math.isinf(lat[best]):
+                        what, fix = "no allowed site has a route to it", "add a link from a site to the region"
+                    else:
+                        what = f"the nearest allowed site, {best}, is {_fmt(lat[best])} ms away"
+                        fix = (f"raise latency_slo_ms to at least {_fmt(lat[best])}, add a faster link, "
+                               "or allow a closer site")
+                    self.add("region-unreachable", "services", v.id,
+                             f"demand.{r}: no site within latency_slo_ms {_fmt(v.latency_slo_ms)}; {what}",
+                             fix, index=vi)
+                    continue
+                serving = [s for s in near if any(p.gpu_type in v.tokens_per_s_per_gpu and p.available > 0
+                                                  for p in s.pools)]
+                if not serving and v.tokens_per_s_per_gpu:
+                    self.add("region-no-gpu", "services", v.id,
+                             f"demand.{r}: the sites within the SLO ({_names(s.id for s in near)}) have no "
+                             f"GPUs of a type it runs on ({_names(v.tokens_per_s_per_gpu)})",
+                             "add a pool of such GPUs there, or throughput for their GPU type", index=vi)
+                elif v.redundancy and len(serving) == 1:
+                    self.add("redundancy-one-site", "services", v.id,
+                             f"demand.{r}: redundancy is on but only {serving[0].id} can serve it within "
+                             f"{_fmt(v.latency_slo_ms)} ms, and losing that site loses it all",
+                             "allow a second site within the SLO, or turn redundancy off", index=vi)
+
+    def check_budget(self) -> None:
+        if self.inst.budget_usd is None:
+            return
+        fixed = sum(p.reserved * p.reserved_price_usd_per_gpu_h for s in self.inst.sites for p in s.pools)
+        fixed *= self.H * self.T
+        if fixed > self.inst.budget_usd + 1e-6:
+            self.add("budget-below-reserved", "instance", self.inst.name,
+                     f"budget_usd: {_fmt(self.inst.budget_usd)} is below the reserved lease alone "
+                     f"({fixed:,.0f} $ over the horizon)", "raise the budget or reserve fewer GPUs")
+
+
+def _mean(value) -> float:
+    if isinstance(value, list):
+        return sum(value) / len(value) if value else 0.0
+    return float(value)
