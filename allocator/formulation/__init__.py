@@ -1,0 +1,65 @@
+"""The mixed-integer model, one module per constraint family.
+
+``FAMILIES`` is the registry, in build order; a family named in
+``SolveOptions.disabled_families`` is skipped. ``build_model`` returns a plain
+``pyo.ConcreteModel`` whose component names are the contract with solve, extraction, duals
+and the golden LP tests (see docs/formulation.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyomo.environ as pyo
+
+from allocator.formulation.budget import add_budget
+from allocator.formulation.capacity import add_capacity
+from allocator.formulation.explain import explain_slacks
+from allocator.formulation.inference import add_inference
+from allocator.formulation.network import add_network
+from allocator.formulation.objective import add_objective
+from allocator.formulation.power import add_power
+from allocator.formulation.training import add_training
+from allocator.indexing import Index
+from allocator.options import SolveOptions
+from allocator.schema import Instance
+
+FAMILIES: list[tuple[str, Callable]] = [
+    ("training", add_training),
+    ("inference", add_inference),
+    ("capacity", add_capacity),
+    ("power", add_power),
+    ("network", add_network),
+    ("budget", add_budget),
+    ("objective", add_objective),
+]
+FAMILY_NAMES: tuple[str, ...] = tuple(name for name, _ in FAMILIES)
+
+
+def build_model(inst: Instance, index: Index, options: SolveOptions | None = None, *,
+                elastic: bool = False) -> pyo.ConcreteModel:
+    """Build the model of ``inst`` over the eligible tuples of ``index``.
+
+    elastic=True adds penalised slack to the capacity, power, bandwidth, budget, mandatory
+    assignment and hard-deadline rows (listed in ``model.SLACKS``) so that the model is
+    always feasible and ``explain_slacks`` can say what cannot be met.
+    """
+    options = options or SolveOptions()
+    unknown = set(options.disabled_families) - set(FAMILY_NAMES)
+    if unknown:
+        raise ValueError(f"unknown constraint families {sorted(unknown)}; known: {', '.join(FAMILY_NAMES)}")
+    model = pyo.ConcreteModel(name=inst.name)
+    model.elastic = elastic
+    model.SLACKS = []
+    model._penalties = []
+    model._placements = index.placements.iloc[0:0]
+    model._unplaced_reasons = dict(index.unplaced)
+    model._link_labels = index.links["l"].tolist()
+    for name, add in FAMILIES:
+        if name in options.disabled_families:
+            continue
+        add(model, inst, index, options)
+    return model
+
+
+__all__ = ["FAMILIES", "FAMILY_NAMES", "build_model", "explain_slacks"]

@@ -1,0 +1,58 @@
+"""GPU capacity: reserved and on-demand pools per site, GPU type and period.
+
+Sets
+    GPU_PERIODS          (s, g, t) pools and periods with any possible usage
+    ONDEMAND_PERIODS     the subset of GPU_PERIODS whose pool has available > reserved
+Expressions
+    gpus_in_use[s,g,t] = sum_{(j,o,s,t0) in PLACEMENTS, g(o) = g, t0 <= t <= t0+d-1} gpus(j,o) * start[j,o,s,t0]
+                         + sum_v gpus_inf[v,s,g,t]
+                         (start-window expansion: a start at t0 of duration d is active in t0..t0+d-1)
+Variables
+    ondemand[s,g,t] in [0, available - reserved]: GPUs leased above the reserved block
+    slack_gpus[s,g,t] >= 0 (elastic only)
+Constraints
+    capacity_gpus[s,g,t]:     gpus_in_use[s,g,t] (- slack_gpus[s,g,t]) <= available(s,g)
+    capacity_ondemand[s,g,t]: gpus_in_use[s,g,t] - ondemand[s,g,t] <= reserved(s,g)
+
+Reserved GPUs are paid whether used or not (a constant in the objective); ``ondemand`` is
+paid per GPU-hour. With a non-negative on-demand price the optimum has
+ondemand = max(0, gpus_in_use - reserved), the definition the verifier recomputes.
+"""
+
+from __future__ import annotations
+
+import pyomo.environ as pyo
+
+from allocator.formulation.common import add_slack, ensure_gpus_in_use, linear, penalty_weights
+from allocator.indexing import Index
+from allocator.options import SolveOptions
+from allocator.schema import Instance
+
+
+def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> None:
+    """On-demand variables and the GPU rows of every pool and period in use."""
+    ensure_gpus_in_use(model, inst, index)
+    pools = {(s, g): (a, r) for s, g, a, r in
+             index.pools[["s", "g", "available", "reserved"]].itertuples(index=False)}
+    keys = list(model.GPU_PERIODS)
+    od_keys = [k for k in keys if pools[k[0], k[1]][0] > pools[k[0], k[1]][1]]
+    model.ONDEMAND_PERIODS = pyo.Set(initialize=od_keys, dimen=3, ordered=True)
+    model.ondemand = pyo.Var(model.ONDEMAND_PERIODS, domain=pyo.NonNegativeReals,
+                             bounds=lambda m, s, g, t: (0, pools[s, g][0] - pools[s, g][1]))
+    if model.elastic:
+        model.slack_gpus = pyo.Var(model.GPU_PERIODS, domain=pyo.NonNegativeReals)
+        add_slack(model, "capacity", "GPUs over available", model.slack_gpus)
+        w = penalty_weights(inst, index)["gpu"]
+        model._penalties.append(("slack_gpus", {k: w for k in keys}))
+
+    def gpus_rule(m, s, g, t):
+        body = m.gpus_in_use[s, g, t]
+        if m.elastic:
+            body = body - m.slack_gpus[s, g, t]
+        return body <= pools[s, g][0]
+
+    model.capacity_gpus = pyo.Constraint(model.GPU_PERIODS, rule=gpus_rule)
+    model.capacity_ondemand = pyo.Constraint(
+        model.ONDEMAND_PERIODS,
+        rule=lambda m, s, g, t: m.gpus_in_use[s, g, t] - linear([1.0], [m.ondemand[s, g, t]])
+        <= pools[s, g][1])

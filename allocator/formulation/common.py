@@ -1,0 +1,218 @@
+"""Shared pieces of the formulation: linear rows from pre-grouped lists, the running-job
+expansion, the GPU-usage and power expressions several families use, and the big-M
+weights of the elastic model.
+
+Rows are built as ``LinearExpression(constant, linear_coefs, linear_vars)`` from lists that
+were grouped once with numpy, never by scanning all variables per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from allocator.indexing import Index
+from allocator.schema import Instance
+
+
+def linear(coefs: Sequence[float], variables: Sequence, constant: float = 0.0) -> LinearExpression:
+    """A linear expression sum(coefs[i] * variables[i]) + constant."""
+    return LinearExpression(constant=float(constant), linear_coefs=[float(c) for c in coefs],
+                            linear_vars=list(variables))
+
+
+def var_list(var: pyo.Var) -> list:
+    """Variable data of an indexed Var in the order of its (ordered) index set."""
+    return list(var.values())
+
+
+class Terms:
+    """Collects (key, variable, coefficient) triples from several variable families and
+    yields them grouped by key: one sort, then slices."""
+
+    def __init__(self, key_names: Sequence[str]):
+        self.key_names = list(key_names)
+        self._keys: list[pd.DataFrame] = []
+        self._coefs: list[np.ndarray] = []
+        self._idx: list[np.ndarray] = []
+        self._vars: list = []
+
+    def add(self, keys: pd.DataFrame, var_positions: np.ndarray, coefs: np.ndarray,
+            variables: list) -> None:
+        """keys: one row per term (columns key_names); var_positions index into variables."""
+        if len(keys) == 0:
+            return
+        offset = len(self._vars)
+        self._vars.extend(variables)
+        self._keys.append(keys[self.key_names].reset_index(drop=True))
+        self._coefs.append(np.asarray(coefs, dtype=float))
+        self._idx.append(np.asarray(var_positions, dtype=np.int64) + offset)
+
+    def groups(self) -> Iterator[tuple[tuple, list[float], list]]:
+        """(key tuple, coefficients, variables) per distinct key, keys in sorted order."""
+        if not self._keys:
+            return
+        keys = pd.concat(self._keys, ignore_index=True)
+        coefs = np.concatenate(self._coefs)
+        idx = np.concatenate(self._idx)
+        order = np.lexsort([pd.factorize(keys[c], sort=True)[0] for c in reversed(self.key_names)])
+        keys = keys.iloc[order].reset_index(drop=True)
+        coefs, idx = coefs[order], idx[order]
+        codes = np.column_stack([pd.factorize(keys[c])[0] for c in self.key_names])
+        change = np.flatnonzero(np.any(codes[1:] != codes[:-1], axis=1)) + 1
+        bounds = np.concatenate([[0], change, [len(keys)]])
+        cols = [keys[c].tolist() for c in self.key_names]
+        allvars = self._vars
+        coef_list = coefs.tolist()
+        idx_list = idx.tolist()
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            key = tuple(col[a] for col in cols)
+            yield key, coef_list[a:b], [allvars[k] for k in idx_list[a:b]]
+
+
+def running(placements: pd.DataFrame) -> pd.DataFrame:
+    """Start-window expansion: one row per (placement row ``i``, period ``t`` it runs in).
+
+    A start at t0 of duration d is active in t0 .. t0+d-1."""
+    d = placements["d"].to_numpy(dtype=np.int64)
+    rows = np.repeat(np.arange(len(placements)), d)
+    offsets = np.arange(d.sum()) - np.repeat(np.cumsum(d) - d, d)
+    t = placements["t"].to_numpy(dtype=np.int64)[rows] + offsets
+    return pd.DataFrame({"i": rows, "s": placements["s"].to_numpy()[rows],
+                         "g": placements["g"].to_numpy()[rows], "t": t})
+
+
+def all_placements(model) -> pd.DataFrame:
+    """The placements that have a start variable (normal ones, plus late ones if elastic)."""
+    return model._placements
+
+
+def start_vars(model) -> list:
+    return model._start_vars if hasattr(model, "start") else []
+
+
+def gpu_terms(model, index: Index) -> Terms:
+    """GPUs in use per (s, g, t): training gangs running plus inference GPUs held."""
+    terms = Terms(["s", "g", "t"])
+    if hasattr(model, "start"):
+        p = all_placements(model)
+        run = running(p)
+        terms.add(run, run["i"].to_numpy(), p["gpus"].to_numpy(dtype=float)[run["i"].to_numpy()],
+                  start_vars(model))
+    if hasattr(model, "gpus_inf"):
+        sp = index.service_periods
+        terms.add(sp, np.arange(len(sp)), np.ones(len(sp)), var_list(model.gpus_inf))
+    return terms
+
+
+def ensure_gpus_in_use(model, inst: Instance, index: Index) -> None:
+    """``gpus_in_use[s,g,t]`` Expression over the (pool, period) keys that have any usage."""
+    if hasattr(model, "gpus_in_use"):
+        return
+    data = {key: linear(c, v) for key, c, v in gpu_terms(model, index).groups()}
+    model.GPU_PERIODS = pyo.Set(initialize=list(data), dimen=3, ordered=True)
+    model.gpus_in_use = pyo.Expression(model.GPU_PERIODS, initialize=data)
+
+
+def ensure_power_mw(model, inst: Instance, index: Index) -> None:
+    """``power_mw[s,t]`` = sum_g gpus_in_use[s,g,t] * power_kw(g) * pue(s) / 1000."""
+    if hasattr(model, "power_mw"):
+        return
+    ensure_gpus_in_use(model, inst, index)
+    mw = {(s, g): c for s, g, c in index.pools[["s", "g", "mw_per_gpu"]].itertuples(index=False)}
+    rows: dict[tuple, tuple[list, list]] = {}
+    for (s, g, t) in model.GPU_PERIODS:
+        c, v = rows.setdefault((s, t), ([], []))
+        c.append(mw[(s, g)])
+        v.append(model.gpus_in_use[s, g, t])
+    keys = sorted(rows)
+    model.POWER_PERIODS = pyo.Set(initialize=keys, dimen=2, ordered=True)
+    model.power_mw = pyo.Expression(model.POWER_PERIODS, initialize={
+        k: sum(c * e for c, e in zip(*rows[k], strict=True)) for k in keys})
+
+
+def series_lookup(index: Index, column: str) -> dict[str, np.ndarray]:
+    """site -> per-period array of a site series (power_cap_mw, energy price, carbon)."""
+    return {s: g.sort_values("t")[column].to_numpy(dtype=float)
+            for s, g in index.site_periods.groupby("s", sort=False)}
+
+
+def window_sums(placements: pd.DataFrame, per_site: dict[str, np.ndarray]) -> np.ndarray:
+    """sum of a site series over each placement's running periods t .. t+d-1."""
+    out = np.zeros(len(placements))
+    if not len(placements):
+        return out
+    cums = {s: np.concatenate([[0.0], np.cumsum(a)]) for s, a in per_site.items()}
+    s_arr = placements["s"].to_numpy()
+    t = placements["t"].to_numpy(dtype=np.int64)
+    e = t + placements["d"].to_numpy(dtype=np.int64)
+    for s, cum in cums.items():
+        m = s_arr == s
+        if m.any():
+            out[m] = cum[e[m]] - cum[t[m]]
+    return out
+
+
+# --------------------------------------------------------------------------- elastic big-M
+
+
+def penalty_weights(inst: Instance, index: Index) -> dict[str, float]:
+    """Big-M weights of the elastic model, from data.
+
+    ``M`` is 10 x the largest cost or value one GPU can cause or earn in one period:
+    its lease (reserved or on-demand price x H), its energy and carbon, the unserved-demand
+    penalty its tokens avoid, egress of its traffic, and each job's one-off costs and value
+    spread over its GPU-periods. Every slack unit is then weighted by M times the GPUs that
+    one unit of it can enable, so that using slack is never cheaper than anything it makes
+    possible:
+
+    gpu       M per GPU-period over capacity
+    mw        M / min(MW per GPU) per MW-period over the ceiling
+    gbps      M / min(Gb/s per GPU) per Gb/s-period over bandwidth
+    late_h    M x max gang / H per hour past a hard deadline (job-specific factor applied later)
+    unplaced  10 x M x max(gpus x d) of the job (applied later), worse than any capacity slack
+    budget    10 per $ over the budget
+    """
+    H = index.period_hours
+    pools = index.pools
+    c = [1.0]
+    if len(pools):
+        c.append(float(pools[["reserved_price_usd_per_gpu_h", "ondemand_price_usd_per_gpu_h"]].max().max()) * H)
+        sp = index.site_periods
+        worst = (sp.groupby("s")["energy_price_usd_per_mwh"].max()
+                 + inst.carbon_price_usd_per_t * sp.groupby("s")["carbon_g_per_kwh"].max() / 1000.0)
+        c.append(float((pools["mw_per_gpu"] * pools["s"].map(worst).astype(float)).max()) * H)
+    svc = {v.id: v for v in inst.services}
+    gbps_per_gpu = []
+    if len(index.flows):
+        f = index.flows
+        pen = f["v"].map({v.id: v.unserved_usd_per_mtok for v in inst.services}).astype(float)
+        tps = f["tokens_per_s_per_gpu"].astype(float)
+        c.append(float((tps * 3600 * H / 1e6 * pen).max()))
+        bpt = f["v"].map({v.id: v.bytes_per_token for v in inst.services}).astype(float)
+        c.append(float((tps * bpt * 3600 * H / 1e9 * f["egress_usd_per_gb"].astype(float)).max()))
+        g = tps * f["gbps_per_token_per_s"].astype(float)
+        gbps_per_gpu.extend(g[g > 0].tolist())
+    del svc
+    p = index.placements
+    if len(p):
+        gd = (p["gpus"] * p["d"]).astype(float)
+        one_off = p["site_extra_usd"] + p["tardiness_usd"] + p["egress_usd"] \
+            + p["j"].map(index.value_usd).astype(float)
+        c.append(float((one_off / gd).max()))
+        g = p["staging_gbps"].astype(float) / p["gpus"].astype(float)
+        gbps_per_gpu.extend(g[g > 0].tolist())
+    M = 10.0 * max(c)
+    min_mw = float(pools["mw_per_gpu"].min()) if len(pools) else 1.0
+    min_gbps = min(gbps_per_gpu) if gbps_per_gpu else 1.0
+    return {"M": M, "gpu": M, "mw": M / min_mw, "gbps": M / min_gbps, "late_h": M / H,
+            "unplaced": 10.0 * M, "budget": 10.0}
+
+
+def add_slack(model, family: str, description: str, var: pyo.Var) -> None:
+    """Register an elastic slack variable (family, description, component)."""
+    model.SLACKS.append((family, description, var))

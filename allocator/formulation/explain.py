@@ -1,0 +1,92 @@
+"""Plain-language explanation of the nonzero slacks of a solved elastic model."""
+
+from __future__ import annotations
+
+import pyomo.environ as pyo
+
+from allocator.schema import Instance, series_at
+
+TOL = 1e-6
+
+
+def _periods(ts: list[int]) -> str:
+    """[3,4,5,7] -> 'periods 3-5, 7'."""
+    ts = sorted(set(ts))
+    parts: list[str] = []
+    a = b = ts[0]
+    for t in ts[1:]:
+        if t == b + 1:
+            b = t
+            continue
+        parts.append(f"{a}-{b}" if b > a else f"{a}")
+        a = b = t
+    parts.append(f"{a}-{b}" if b > a else f"{a}")
+    word = "period" if len(ts) == 1 else "periods"
+    return f"{word} {', '.join(parts)}"
+
+
+def _nonzero(var: pyo.Var) -> dict:
+    out = {}
+    for k, v in var.items():
+        x = v.value
+        if x is not None and x > TOL:
+            out[k] = float(x)
+    return out
+
+
+def explain_slacks(model, inst: Instance) -> list[str]:
+    """One sentence per violated requirement (grouped over periods), worst first within a kind."""
+    lines: list[str] = []
+    reasons = getattr(model, "_unplaced_reasons", {})
+    sites = {s.id: s for s in inst.sites}
+    jobs = {j.id: j for j in inst.jobs}
+    if hasattr(model, "training_unplaced"):
+        for j, x in _nonzero(model.training_unplaced).items():
+            if x < 0.5:
+                continue
+            why = reasons.get(j) or ("its starts conflict with other mandatory work "
+                                     "(predecessors, windows or shared capacity)")
+            lines.append(f"job {j} (mandatory) cannot be placed: {why}")
+    if hasattr(model, "slack_deadline_h"):
+        for j, x in _nonzero(model.slack_deadline_h).items():
+            job = jobs[j]
+            lines.append(f"job {j} cannot meet its hard deadline (end by period {job.deadline_period}): "
+                         f"it ends {x:.1f} h late")
+    if hasattr(model, "slack_gpus"):
+        groups: dict[tuple, dict[int, float]] = {}
+        for (s, g, t), x in _nonzero(model.slack_gpus).items():
+            groups.setdefault((s, g), {})[t] = x
+        avail = {(s.id, p.gpu_type): p.available for s in inst.sites for p in s.pools}
+        for (s, g), by_t in sorted(groups.items(), key=lambda kv: -max(kv[1].values())):
+            short = max(by_t.values())
+            a = avail.get((s, g), 0)
+            lines.append(f"site {s}: {g} GPUs needed up to {a + short:.0f} in {_periods(list(by_t))} "
+                         f"but {a} are available (short by up to {short:.0f})")
+    if hasattr(model, "slack_power_mw"):
+        groups = {}
+        for (s, t), x in _nonzero(model.slack_power_mw).items():
+            groups.setdefault(s, {})[t] = x
+        for s, by_t in sorted(groups.items(), key=lambda kv: -max(kv[1].values())):
+            t_worst = max(by_t, key=by_t.get)
+            cap = series_at(sites[s].power_cap_mw, t_worst)
+            short = by_t[t_worst]
+            lines.append(f"site {s}: power needs {cap + short:.1f} MW in {_periods(list(by_t))} but the "
+                         f"ceiling is {cap:.1f} MW (short by up to {short:.1f} MW)")
+    if hasattr(model, "slack_gbps"):
+        groups = {}
+        for (link, t), x in _nonzero(model.slack_gbps).items():
+            groups.setdefault(link, {})[t] = x
+        bw = dict(zip(model._link_labels, (lk.bandwidth_gbps for lk in inst.links), strict=True)) \
+            if hasattr(model, "_link_labels") else {}
+        for link, by_t in sorted(groups.items(), key=lambda kv: -max(kv[1].values())):
+            short = max(by_t.values())
+            b = bw.get(link) or 0.0
+            lines.append(f"link {link}: traffic needs {b + short:.1f} Gb/s in {_periods(list(by_t))} but "
+                         f"the bandwidth is {b:.1f} Gb/s (short by up to {short:.1f} Gb/s)")
+    if hasattr(model, "slack_budget_usd"):
+        x = model.slack_budget_usd.value or 0.0
+        if x > 1e-3:
+            b = inst.budget_usd or 0.0
+            lines.append(f"budget: the cheapest plan that meets everything else spends ${b + x:,.0f} "
+                         f"but the budget is ${b:,.0f} (over by ${x:,.0f})")
+    return lines

@@ -1,0 +1,78 @@
+"""Network: dataset staging and inference traffic within link bandwidth.
+
+Every running job streams its dataset over the route data source -> site at
+staging_gbps = dataset_tb * 8000 / (d * H * 3600) Gb/s; inference sends
+tokens_per_s * bytes_per_token * 8 / 1e9 Gb/s over the route site -> region. Routes are the
+lowest-latency paths (allocator.network); egress is paid in the objective.
+
+Sets
+    BANDWIDTH_ROWS       (l, t): links with a bandwidth and possible traffic in period t
+Variables
+    slack_gbps[l,t] >= 0 (elastic only)
+Constraints
+    network_bandwidth[l,t]:
+        sum_{(j,o,s,t0) running at t, l on route(j -> s)} staging_gbps(j,o) * start[j,o,s,t0]
+        + sum_{(v,r,s,g) with l on route(s -> r)} bytes_per_token(v) * 8 / 1e9 * serve[v,r,s,g,t]
+        (- slack_gbps[l,t]) <= bandwidth_gbps(l)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyomo.environ as pyo
+
+from allocator.formulation.common import (
+    Terms,
+    add_slack,
+    all_placements,
+    linear,
+    penalty_weights,
+    running,
+    start_vars,
+    var_list,
+)
+from allocator.indexing import Index
+from allocator.options import SolveOptions
+from allocator.schema import Instance
+
+
+def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> None:
+    """One bandwidth row per capacitated link and period with possible traffic."""
+    bw = {lk: b for lk, b in zip(index.links["l"], index.links["bandwidth_gbps"], strict=True)
+          if b == b}  # NaN = unlimited
+    terms = Terms(["l", "t"])
+    if hasattr(model, "start"):
+        p = all_placements(model)
+        has = p["staging_gbps"].to_numpy(dtype=float) > 0
+        if has.any():
+            sub = p[has]
+            run = running(sub)
+            pos = np.flatnonzero(has)[run["i"].to_numpy()]
+            run = run.assign(pos=pos, links=p["links"].to_numpy()[pos]).explode("links")
+            run = run[run["links"].isin(list(bw))].rename(columns={"links": "l"})
+            terms.add(run, run["pos"].to_numpy(), p["staging_gbps"].to_numpy(dtype=float)[run["pos"].to_numpy()],
+                      start_vars(model))
+    if hasattr(model, "serve") and len(index.serve):
+        f = index.serve.merge(index.flows[["v", "r", "s", "g", "gbps_per_token_per_s", "links"]],
+                              on=["v", "r", "s", "g"], how="left")
+        f = f.assign(pos=np.arange(len(f))).explode("links")
+        f = f[f["links"].isin(list(bw))].rename(columns={"links": "l"})
+        terms.add(f, f["pos"].to_numpy(), f["gbps_per_token_per_s"].to_numpy(dtype=float),
+                  var_list(model.serve))
+    rows = {k: (c, v) for k, c, v in terms.groups()}
+    order = {lk: i for i, lk in enumerate(index.links["l"].tolist())}
+    keys = sorted(rows, key=lambda k: (order[k[0]], k[1]))
+    model.BANDWIDTH_ROWS = pyo.Set(initialize=keys, dimen=2, ordered=True)
+    if model.elastic:
+        model.slack_gbps = pyo.Var(model.BANDWIDTH_ROWS, domain=pyo.NonNegativeReals)
+        add_slack(model, "network", "Gb/s over link bandwidth", model.slack_gbps)
+        w = penalty_weights(inst, index)["gbps"]
+        model._penalties.append(("slack_gbps", {k: w for k in keys}))
+
+    def rule(m, link, t):
+        c, v = rows[link, t]
+        if m.elastic:
+            c, v = c + [-1.0], v + [m.slack_gbps[link, t]]
+        return linear(c, v) <= bw[link]
+
+    model.network_bandwidth = pyo.Constraint(model.BANDWIDTH_ROWS, rule=rule)

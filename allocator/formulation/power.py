@@ -1,0 +1,42 @@
+"""Power: IT power of the GPUs in use times PUE within each site's ceiling, every period.
+
+Sets
+    POWER_PERIODS        (s, t) with any possible usage
+Expressions
+    power_mw[s,t] = sum_g gpus_in_use[s,g,t] * power_kw(g) * pue(s) / 1000
+Variables
+    slack_power_mw[s,t] >= 0 (elastic only)
+Constraints
+    power_cap[s,t]:  power_mw[s,t] (- slack_power_mw[s,t]) <= power_cap_mw(s,t)
+
+A gang whose own power exceeds the ceiling in any period of its run has no start variable
+(the index drops it), which tightens the relaxation of these rows.
+"""
+
+from __future__ import annotations
+
+import pyomo.environ as pyo
+
+from allocator.formulation.common import add_slack, ensure_power_mw, penalty_weights, series_lookup
+from allocator.indexing import Index
+from allocator.options import SolveOptions
+from allocator.schema import Instance
+
+
+def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> None:
+    """The power ceiling of every site and period with possible usage."""
+    ensure_power_mw(model, inst, index)
+    cap = series_lookup(index, "power_cap_mw")
+    if model.elastic:
+        model.slack_power_mw = pyo.Var(model.POWER_PERIODS, domain=pyo.NonNegativeReals)
+        add_slack(model, "power", "MW over the power ceiling", model.slack_power_mw)
+        w = penalty_weights(inst, index)["mw"]
+        model._penalties.append(("slack_power_mw", {k: w for k in model.POWER_PERIODS}))
+
+    def rule(m, s, t):
+        body = m.power_mw[s, t]
+        if m.elastic:
+            body = body - m.slack_power_mw[s, t]
+        return body <= float(cap[s][t])
+
+    model.power_cap = pyo.Constraint(model.POWER_PERIODS, rule=rule)
