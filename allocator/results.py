@@ -2,18 +2,39 @@
 
 The frames are the contract with the verifier, the report and sweeps; see
 docs/schedule-format.md for every file and column.
+
+Exports are atomic: every file is written into a hidden sibling folder which is renamed into
+place only when complete, so an interrupted write never leaves a folder that looks like a
+finished schedule. ``read_schedule`` reads any of the three formats back with the exact
+values and dtypes that were exported (ints stay ints, floats keep every bit, strings stay
+strings; timestamps are ISO 8601 strings).
+
+This module needs no solver: it imports neither Pyomo nor HiGHS.
 """
 
 from __future__ import annotations
 
+import glob
+import json
+import math
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from datetime import date, datetime
+from enum import Enum, StrEnum
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from allocator.errors import InputError, Problem
 
-class Status(str, Enum):
+
+class Status(StrEnum):
     """Outcome of a solve (our own, independent of the solver's codes)."""
 
     OPTIMAL = "optimal"  # proven within the requested gap
@@ -40,6 +61,242 @@ COST_TERMS: tuple[str, ...] = (
     "carbon",
 )
 
+# --------------------------------------------------------------------------- table layout
+
+# Column kinds: "str" (never missing: an absent value is ""), "int" (int64, or the nullable
+# Int64 when a value is missing), "float" (float64, NaN when missing), "bool".
+TABLES: dict[str, dict[str, str]] = {
+    "training": {
+        "job": "str", "option": "int", "site": "str", "provider": "str", "gpu_type": "str",
+        "gpus": "int", "start_period": "int", "end_period": "int", "start_time": "str",
+        "end_time": "str", "hours": "float", "tardiness_h": "float", "site_extra_usd": "float",
+        "tardiness_usd": "float", "egress_usd": "float",
+    },
+    "inference": {
+        "service": "str", "region": "str", "site": "str", "gpu_type": "str", "period": "int",
+        "tokens_per_s": "float", "gpus": "int",
+    },
+    "inference_gpus": {
+        "service": "str", "site": "str", "gpu_type": "str", "period": "int", "gpus": "int",
+    },
+    "unserved": {
+        "service": "str", "region": "str", "period": "int", "demand_tokens_per_s": "float",
+        "served_tokens_per_s": "float", "unserved_tokens_per_s": "float",
+    },
+    "site_gpus": {
+        "site": "str", "gpu_type": "str", "period": "int", "gpus_training": "int",
+        "gpus_inference": "int", "gpus_in_use": "int", "gpus_available": "int",
+        "gpus_reserved": "int", "gpus_ondemand": "int",
+    },
+    "sites": {
+        "site": "str", "provider": "str", "period": "int", "power_mw": "float",
+        "power_cap_mw": "float", "energy_mwh": "float", "emissions_t": "float",
+        "energy_usd": "float", "reserved_lease_usd": "float", "ondemand_lease_usd": "float",
+        "cost_usd": "float",
+    },
+    "links": {
+        "link": "int", "a": "str", "b": "str", "period": "int", "traffic_gbps": "float",
+        "bandwidth_gbps": "float", "egress_gb": "float", "egress_usd": "float",
+    },
+    "duals": {
+        "kind": "str", "site": "str", "gpu_type": "str", "link": "int", "period": "int",
+        "marginal_usd_per_unit_h": "float",
+    },
+}
+REQUIRED_TABLES: tuple[str, ...] = (
+    "training", "inference", "inference_gpus", "unserved", "site_gpus", "sites", "links",
+)
+OPTIONAL_TABLES: tuple[str, ...] = ("duals",)  # written only when the result has it
+FORMATS: dict[str, str] = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}
+SUMMARY_FILE = "summary.json"
+_DTYPE_OF_KIND = {"str": "str", "float": "float64", "bool": "bool"}
+_PARTIAL = ".partial-"  # marker in the name of a folder being written
+_OLD = ".old-"  # marker in the name of a replaced folder being removed
+
+
+def empty_frame(table: str) -> pd.DataFrame:
+    """A table of docs/schedule-format.md with its typed columns and no rows."""
+    cols = TABLES[table]
+    return pd.DataFrame(
+        {c: pd.Series([], dtype="int64" if k == "int" else _DTYPE_OF_KIND[k]) for c, k in cols.items()}
+    )
+
+
+def _kind_of(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    return "str"
+
+
+def _coerce(s: pd.Series, kind: str, where: str) -> pd.Series:
+    """``s`` as the dtype of ``kind``: ints with a missing value become Int64; values that
+    are not whole numbers keep a float column (with a warning) rather than being lost."""
+    if kind == "str":
+        if isinstance(s.dtype, pd.StringDtype) and not s.isna().any():
+            return s.astype("str")
+        return s.astype("object").where(s.notna(), "").map(str).astype("str")
+    if kind == "bool":
+        if s.dtype == bool:
+            return s
+        low = s.astype("str").str.strip().str.lower()
+        ok = low.isin(["true", "false", "1", "0", "1.0", "0.0"])
+        if not ok.all():
+            raise ValueError(f"{where}: {s[~ok].iloc[0]!r} is not true or false")
+        return low.isin(["true", "1", "1.0"]).astype(bool)
+    num = _numeric(s, where)
+    if kind == "float":
+        return num.astype("float64")
+    values = num.to_numpy(dtype="float64", na_value=np.nan)
+    finite = values[~np.isnan(values)]
+    rounded = np.rint(finite)
+    if finite.size and np.abs(finite - rounded).max() > 1e-6:
+        warnings.warn(f"{where}: values are not whole numbers; kept as floats", stacklevel=3)
+        return num.astype("float64")
+    if np.isnan(values).any():
+        out = pd.array(np.where(np.isnan(values), 0, np.rint(values)).astype("int64"), dtype="Int64")
+        out[np.isnan(values)] = pd.NA
+        return pd.Series(out, index=s.index, name=s.name)
+    return pd.Series(np.rint(values).astype("int64"), index=s.index, name=s.name)
+
+
+def _numeric(s: pd.Series, where: str) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return s
+    text = s.astype("object").map(lambda v: np.nan if v is None or v == "" else v)
+    try:
+        return pd.to_numeric(text)
+    except (ValueError, TypeError):
+        for v in text:
+            try:
+                float(v)
+            except (ValueError, TypeError):
+                raise ValueError(f"{where}: {v!r} is not a number") from None
+        raise
+
+
+def _dtype_name(s: pd.Series) -> str:
+    kind = _kind_of(s.dtype)
+    if kind == "int":
+        return "Int64" if isinstance(s.dtype, pd.Int64Dtype) or s.isna().any() else "int64"
+    return {"str": "str", "float": "float64", "bool": "bool"}[kind]
+
+
+def normalize_frame(table: str, df: pd.DataFrame | None) -> pd.DataFrame:
+    """A table with the columns of the contract first (in its order, typed), then any extra
+    columns the producer added (typed by what they hold). Missing columns are added empty
+    with a warning, so a producer's slip never costs the schedule."""
+    spec = TABLES.get(table, {})
+    if df is None:
+        return empty_frame(table) if spec else pd.DataFrame()
+    df = df.reset_index(drop=True)
+    missing = [c for c in spec if c not in df.columns]
+    if missing:
+        warnings.warn(f"table {table}: missing column(s) {', '.join(missing)}; written empty",
+                      stacklevel=2)
+    cols: dict[str, pd.Series] = {}
+    n = len(df)
+    for c, kind in spec.items():
+        if c in df.columns:
+            cols[c] = _coerce(df[c], kind, f"table {table}, column {c}")
+        elif kind == "str":
+            cols[c] = pd.Series([""] * n, dtype="str")
+        elif kind == "int":
+            cols[c] = pd.Series([pd.NA] * n, dtype="Int64")
+        else:
+            cols[c] = pd.Series([np.nan] * n, dtype="float64")
+    for c in df.columns:
+        if c not in spec:
+            cols[str(c)] = _coerce(df[c], _kind_of(df[c].dtype), f"table {table}, column {c}")
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become null, numpy scalars Python numbers,
+    enums their value, tuples lists, paths and timestamps strings."""
+    if isinstance(value, Enum):
+        return json_safe(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [json_safe(v) for v in items]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (datetime, date, pd.Timestamp)):
+        return value.isoformat()
+    if isinstance(value, (str, int)):
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        return json_safe({k: getattr(value, k) for k in value.__dataclass_fields__})
+    return str(value)
+
+
+def summary_dict(result: Result, *, fmt: str | None = None,
+                 files: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The summary.json mapping of docs/schedule-format.md, JSON-safe (no NaN: null).
+
+    Figures of the Result record win over the same keys in ``result.summary``; keys only the
+    summary carries (instance, dropped_jobs, ...) are kept. ``unserved_mtok`` is computed from
+    the unserved table when the summary lacks it and the horizon is known."""
+    base = dict(result.summary or {})
+    status = result.status.value if isinstance(result.status, Status) else str(result.status)
+    costs = {t: float(result.costs.get(t, 0.0)) for t in COST_TERMS} if result.costs else {}
+    extra_terms = {k: float(v) for k, v in (result.costs or {}).items() if k not in COST_TERMS}
+    costs.update(extra_terms)
+    out: dict[str, Any] = {
+        "status": status,
+        "objective": result.objective,
+        "bound": result.bound,
+        "gap": result.gap,
+        "costs": costs,
+        "total_cost_usd": sum(costs.values()) if costs else None,
+        "emissions_t": result.emissions_t if result.emissions_t is not None else base.get("emissions_t"),
+        "unserved_mtok": base.get("unserved_mtok", _unserved_mtok(result, base)),
+        "dropped_jobs": list(base.get("dropped_jobs", [])),
+        "build_s": result.build_s,
+        "solve_s": result.solve_s,
+        "solver": result.solver or base.get("solver", ""),
+        "options": dict(result.options) if result.options else base.get("options", {}),
+        "instance": base.get("instance", {}),
+        "explanation": list(result.explanation) or list(base.get("explanation", [])),
+        "message": result.message or base.get("message", ""),
+    }
+    for k, v in base.items():  # keys this module does not know are kept, not dropped
+        out.setdefault(k, v)
+    if fmt is not None:
+        out["format"] = fmt
+    if files is not None:
+        out["files"] = dict(files)
+    return json_safe(out)
+
+
+def _unserved_mtok(result: Result, base: Mapping[str, Any]) -> float | None:
+    df = result.frames.get("unserved") if result.frames else None
+    try:
+        hours = float(base["instance"]["horizon"]["period_hours"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if df is None or df.empty:
+        return 0.0
+    return float(pd.to_numeric(df["unserved_tokens_per_s"]).sum()) * 3600.0 * hours / 1e6
+
+
+# --------------------------------------------------------------------------- the record
+
 
 @dataclass(frozen=True)
 class Result:
@@ -63,3 +320,332 @@ class Result:
     @property
     def total_cost(self) -> float | None:
         return sum(self.costs.values()) if self.costs else None
+
+    def export(self, out_dir: str | Path, fmt: str = "csv", force: bool = False) -> Path:
+        """Write this result as a schedule folder (see ``export_result``)."""
+        return export_result(self, out_dir, fmt=fmt, force=force)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def is_schedule_dir(path: str | Path) -> bool:
+    """True if ``path`` is a folder holding a schedule (its summary.json or any table)."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    names = {c.name for c in p.iterdir()}
+    tables = {f"{t}{ext}" for t in TABLES for ext in FORMATS.values()}
+    return SUMMARY_FILE in names or bool(names & tables)
+
+
+def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
+                  force: bool = False) -> Path:
+    """Write every table of docs/schedule-format.md plus summary.json into ``out_dir``.
+
+    The files go into a hidden sibling folder first, which is renamed to ``out_dir`` once
+    complete, so an interrupted export leaves either the previous folder or nothing, never a
+    half-written schedule. An ``out_dir`` that already holds a schedule is replaced only with
+    ``force``; a non-empty folder that holds something else is never replaced. Returns the
+    folder written."""
+    if fmt not in FORMATS:
+        raise InputError([Problem("option", "--format", f"unknown format {fmt!r}",
+                                  f"use one of {', '.join(FORMATS)}", rule="format")])
+    out = Path(out_dir)
+    _check_target(out, force)
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(parent, out.name)
+    tmp = parent / f".{out.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        files, layout = _write_tables(result, tmp, fmt)
+        summary = summary_dict(result, fmt=fmt, files=files)
+        summary["tables"] = layout
+        text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        _write_text(tmp / SUMMARY_FILE, text)
+        _fsync_dir(tmp)
+        _swap_into_place(tmp, out, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError([Problem("file", str(out), "exists and is not a folder",
+                                  "choose another --out folder", rule="out-not-folder")])
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if is_schedule_dir(out):
+        if not force:
+            raise InputError([Problem("file", str(out), "already holds a schedule",
+                                      "use --force to replace it (or force=True), or choose another folder",
+                                      rule="out-exists")])
+        return
+    shown = sorted(c.name for c in out.iterdir())[:5]
+    raise InputError([Problem("file", str(out),
+                              f"is not empty and holds no schedule ({', '.join(shown)})",
+                              "choose a new or empty folder; allocator replaces only schedule folders",
+                              rule="out-not-schedule")])
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Remove leftovers of exports to the same folder whose writing process is gone."""
+    for marker in (_PARTIAL, _OLD):
+        for cand in parent.glob(f".{glob.escape(name)}{marker}*"):
+            pid = cand.name[len(name) + 1 + len(marker):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(cand, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap_into_place(tmp: Path, out: Path, force: bool) -> None:
+    if out.is_dir():
+        if any(out.iterdir()):
+            _check_target(out, force)  # re-check: another process may have written meanwhile
+            old = out.parent / f".{out.name}{_OLD}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        out.rmdir()
+    os.replace(tmp, out)
+    _fsync_dir(out.parent)
+
+
+def _write_tables(result: Result, folder: Path, fmt: str) -> tuple[dict[str, str], dict[str, Any]]:
+    ext = FORMATS[fmt]
+    frames = dict(result.frames or {})
+    names = list(REQUIRED_TABLES)
+    names += [t for t in OPTIONAL_TABLES if t in frames]
+    names += sorted(t for t in frames if t not in names)  # a producer's extra tables
+    files: dict[str, str] = {}
+    layout: dict[str, Any] = {}
+    for name in names:
+        df = normalize_frame(name, frames.get(name))
+        fname = f"{name}{ext}"
+        path = folder / fname
+        if fmt == "csv":
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                df.to_csv(fh, index=False)
+                _flush(fh)
+        elif fmt == "parquet":
+            df.to_parquet(path, index=False)
+            _fsync_file(path)
+        else:
+            _write_text(path, _records_json(df))
+        files[name] = fname
+        layout[name] = {"file": fname, "rows": len(df),
+                        "columns": {c: _dtype_name(df[c]) for c in df.columns}}
+    return files, layout
+
+
+def _records_json(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    data = [df[c].astype("object").tolist() for c in cols]
+    rows = [{c: json_safe(v) for c, v in zip(cols, vals, strict=True)} for vals in zip(*data, strict=True)]
+    return json.dumps(rows, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        _flush(fh)
+
+
+def _flush(fh) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Schedule:
+    """A schedule folder read back: every table as a typed DataFrame, and the summary."""
+
+    frames: dict[str, pd.DataFrame]
+    summary: dict[str, Any]
+    path: Path | None = None
+    format: str = "csv"
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", ""))
+
+
+def read_schedule(path: str | Path) -> Schedule:
+    """Read a schedule folder written by ``export_result`` (any format, detected).
+
+    Column dtypes come from summary.json's ``tables`` layout when present, else from the
+    contract, so values and dtypes equal what was exported. Problems (no folder, no
+    summary.json, a table missing or unreadable, a cell that is not a number) raise
+    InputError naming the file, column and value."""
+    folder = Path(path)
+    if not folder.is_dir():
+        what = "does not exist" if not folder.exists() else "is not a folder"
+        raise InputError([Problem("file", str(folder), f"schedule folder {what}",
+                                  "pass the folder written by 'allocator solve --out'",
+                                  rule="schedule-missing")], source=str(folder))
+    summary = _read_summary(folder)
+    fmt = summary.get("format")
+    if fmt not in FORMATS:
+        fmt = _detect_format(folder)
+    files = summary.get("files") if isinstance(summary.get("files"), dict) else {}
+    layout = summary.get("tables") if isinstance(summary.get("tables"), dict) else {}
+    names = list(REQUIRED_TABLES) + [t for t in files if t not in REQUIRED_TABLES]
+    for t in OPTIONAL_TABLES:
+        if t not in names and (folder / f"{t}{FORMATS[fmt]}").exists():
+            names.append(t)
+    problems: list[Problem] = []
+    frames: dict[str, pd.DataFrame] = {}
+    for name in names:
+        fname = str(files.get(name) or f"{name}{FORMATS[fmt]}")
+        fpath = folder / fname
+        if Path(fname).name != fname or not fpath.is_file():
+            problems.append(Problem("file", str(fpath), f"table {name} is missing",
+                                    "re-export the schedule", rule="schedule-table-missing"))
+            continue
+        spec = layout.get(name, {}).get("columns") if isinstance(layout.get(name), dict) else None
+        try:
+            frames[name] = _read_table(fpath, fmt, name, spec)
+        except InputError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InputError(problems, source=str(folder))
+    return Schedule(frames=frames, summary=summary, path=folder, format=fmt)
+
+
+def _read_summary(folder: Path) -> dict[str, Any]:
+    p = folder / SUMMARY_FILE
+    if not p.is_file():
+        raise InputError([Problem("file", str(p), "no summary.json: not a schedule folder "
+                                  "(or an export that did not finish)",
+                                  "pass the folder written by 'allocator solve --out'",
+                                  rule="schedule-summary-missing")], source=str(folder))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError([Problem("file", str(p), f"is not valid JSON: {exc}",
+                                  "re-export the schedule", rule="schedule-summary-json")],
+                         source=str(folder)) from None
+    if not isinstance(data, dict):
+        raise InputError([Problem("file", str(p), "top level is not a JSON object",
+                                  "re-export the schedule", rule="schedule-summary-json")],
+                         source=str(folder))
+    return data
+
+
+def _detect_format(folder: Path) -> str:
+    for fmt, ext in FORMATS.items():
+        if (folder / f"training{ext}").exists():
+            return fmt
+    return "csv"
+
+
+def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None) -> pd.DataFrame:
+    def bad(msg: str, rule: str = "schedule-table-unreadable") -> InputError:
+        return InputError([Problem("file", str(path), msg, "re-export the schedule", rule=rule)],
+                          source=str(path))
+
+    try:
+        if fmt == "csv":
+            if path.stat().st_size == 0:
+                raise bad("file is empty (not even a header row)")
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        elif fmt == "parquet":
+            raw = pd.read_parquet(path)
+        else:
+            records = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise bad("expected a JSON list of records")
+            cols = list(spec) if spec else list(TABLES.get(name, {}))
+            for r in records:
+                cols += [k for k in r if k not in cols]
+            raw = pd.DataFrame.from_records(records, columns=cols) if records else \
+                pd.DataFrame({c: pd.Series([], dtype="object") for c in cols})
+    except InputError:
+        raise
+    except Exception as exc:  # any parser failure is a bad file, not a bug
+        raise bad(f"cannot be read as {fmt}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    kinds = dict(spec) if spec else {c: k for c, k in TABLES.get(name, {}).items()}
+    want = {c: kinds[c] for c in kinds}
+    missing = [c for c in want if c not in raw.columns]
+    if missing:
+        raise bad(f"missing column(s) {', '.join(missing)}", rule="schedule-table-columns")
+    cols: dict[str, pd.Series] = {}
+    for c in raw.columns:
+        kind = want.get(c)
+        try:
+            if kind is None:
+                cols[c] = raw[c] if fmt != "csv" else raw[c].astype("str")
+            else:
+                cols[c] = _typed(raw[c], kind, fmt)
+        except ValueError as exc:
+            raise bad(f"column {c}: {exc}", rule="schedule-table-value") from None
+    ordered = [c for c in want] + [c for c in raw.columns if c not in want]
+    return pd.DataFrame({c: cols[c] for c in ordered}, index=pd.RangeIndex(len(raw)))
+
+
+def _typed(s: pd.Series, dtype: str, fmt: str) -> pd.Series:
+    """A column read from a file as the recorded dtype (or contract kind)."""
+    kind = {"int64": "int", "Int64": "int", "float64": "float", "str": "str", "bool": "bool"}.get(dtype, dtype)
+    if kind == "str":
+        return s.astype("object").where(s.notna(), "").map(str).astype("str")
+    if kind == "bool":
+        return _coerce(s, "bool", "")
+    num = _numeric(s, "value")
+    if kind == "float":
+        return num.astype("float64")
+    values = num.to_numpy(dtype="float64", na_value=np.nan)
+    nan = np.isnan(values)
+    finite = values[~nan]
+    if finite.size and not np.array_equal(finite, np.rint(finite)):
+        bad_v = finite[finite != np.rint(finite)][0]
+        raise ValueError(f"{bad_v!r} is not a whole number")
+    if nan.any() or dtype == "Int64":
+        out = pd.array(np.where(nan, 0, values).astype("int64"), dtype="Int64")
+        out[nan] = pd.NA
+        return pd.Series(out, index=s.index, name=s.name)
+    if pd.api.types.is_integer_dtype(num.dtype):
+        return num.astype("int64")
+    return pd.Series(values.astype("int64"), index=s.index, name=s.name)
