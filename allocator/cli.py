@@ -138,3 +138,37 @@ def validate_cmd(instance, as_json, profiles_dir):
         raise ExitWith(EXIT_INPUT)
     console.print(f"valid: no errors, {len(warns)} warning{'s' if len(warns) != 1 else ''}", markup=False)
     raise ExitWith(EXIT_OK)
+
+
+# --- verify ---
+EXIT_VIOLATIONS = 1  # the schedule breaks a rule or its figures do not match
+
+
+@main.command("verify")
+@click.argument("instance", type=click.Path(path_type=str))
+@click.argument("schedule_dir", type=click.Path(path_type=str))
+@click.option("--max-per-rule", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Violations listed per rule before '(+N more)'.")
+@guarded
+def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int) -> None:
+    """Check an exported schedule against its instance, independently of the solver.
+
+    Recomputes every rule and cost term from the instance and the schedule's decisions;
+    exits 0 if all hold and the exported figures match, 1 listing each violation."""
+    from allocator.io import load_instance
+    from allocator.verify import describe_ok, group_by_rule, verify
+
+    inst = load_instance(instance)
+    ver = verify(inst, schedule_dir)
+    if ver.ok:
+        console.print(describe_ok(ver), markup=False, soft_wrap=True)
+        raise ExitWith(EXIT_OK)
+    n = len(ver.violations)
+    console.print(f"schedule NOT valid: {n} violation{'s' if n != 1 else ''}", markup=False,
+                  soft_wrap=True)
+    for rule, items in group_by_rule(ver.violations).items():
+        for v in items[:max_per_rule]:
+            console.print(f"  {v}", markup=False, soft_wrap=True)
+        if len(items) > max_per_rule:
+            console.print(f"  (+{len(items) - max_per_rule} more {rule})", markup=False, soft_wrap=True)
+    raise ExitWith(EXIT_VIOLATIONS)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator.errors import InputError, Problem
+from allocator.errors import InputError, Problem, format_problems
 
 
 class Status(StrEnum):
@@ -60,6 +60,20 @@ COST_TERMS: tuple[str, ...] = (
     "dropped_value",
     "carbon",
 )
+
+@dataclass
+class ScheduleError(InputError):
+    """A schedule folder cannot be read or written as asked (CLI exit code 2)."""
+
+    what: str = "with the schedule folder"
+
+    def __str__(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        n = len(self.problems)
+        lines = [f"{head}{n} problem{'s' if n != 1 else ''} {self.what}"]
+        lines.extend(format_problems(self.problems))
+        return "\n".join(lines)
+
 
 # --------------------------------------------------------------------------- table layout
 
@@ -349,8 +363,9 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
     ``force``; a non-empty folder that holds something else is never replaced. Returns the
     folder written."""
     if fmt not in FORMATS:
-        raise InputError([Problem("option", "--format", f"unknown format {fmt!r}",
-                                  f"use one of {', '.join(FORMATS)}", rule="format")])
+        raise ScheduleError([Problem("option", "--format", f"unknown format {fmt!r}",
+                                     f"use one of {', '.join(FORMATS)}", rule="format")],
+                            what="with the export options")
     out = Path(out_dir)
     _check_target(out, force)
     parent = out.parent if str(out.parent) else Path(".")
@@ -374,21 +389,23 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
 
 def _check_target(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise InputError([Problem("file", str(out), "exists and is not a folder",
-                                  "choose another --out folder", rule="out-not-folder")])
+        raise ScheduleError([Problem("file", str(out), "exists and is not a folder",
+                                  "choose another --out folder", rule="out-not-folder")], what="with the output folder")
     if not out.is_dir() or not any(out.iterdir()):
         return
     if is_schedule_dir(out):
         if not force:
-            raise InputError([Problem("file", str(out), "already holds a schedule",
+            raise ScheduleError([Problem("file", str(out), "already holds a schedule",
                                       "use --force to replace it (or force=True), or choose another folder",
-                                      rule="out-exists")])
+                                      rule="out-exists")],
+                                what="with the output folder")
         return
     shown = sorted(c.name for c in out.iterdir())[:5]
-    raise InputError([Problem("file", str(out),
+    raise ScheduleError([Problem("file", str(out),
                               f"is not empty and holds no schedule ({', '.join(shown)})",
                               "choose a new or empty folder; allocator replaces only schedule folders",
-                              rule="out-not-schedule")])
+                              rule="out-not-schedule")],
+                        what="with the output folder")
 
 
 def _remove_stale(parent: Path, name: str) -> None:
@@ -523,7 +540,7 @@ def read_schedule(path: str | Path) -> Schedule:
     folder = Path(path)
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
-        raise InputError([Problem("file", str(folder), f"schedule folder {what}",
+        raise ScheduleError([Problem("file", str(folder), f"schedule folder {what}",
                                   "pass the folder written by 'allocator solve --out'",
                                   rule="schedule-missing")], source=str(folder))
     summary = _read_summary(folder)
@@ -548,28 +565,28 @@ def read_schedule(path: str | Path) -> Schedule:
         spec = layout.get(name, {}).get("columns") if isinstance(layout.get(name), dict) else None
         try:
             frames[name] = _read_table(fpath, fmt, name, spec)
-        except InputError as exc:
+        except ScheduleError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise InputError(problems, source=str(folder))
+        raise ScheduleError(problems, source=str(folder))
     return Schedule(frames=frames, summary=summary, path=folder, format=fmt)
 
 
 def _read_summary(folder: Path) -> dict[str, Any]:
     p = folder / SUMMARY_FILE
     if not p.is_file():
-        raise InputError([Problem("file", str(p), "no summary.json: not a schedule folder "
+        raise ScheduleError([Problem("file", str(p), "no summary.json: not a schedule folder "
                                   "(or an export that did not finish)",
                                   "pass the folder written by 'allocator solve --out'",
                                   rule="schedule-summary-missing")], source=str(folder))
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError([Problem("file", str(p), f"is not valid JSON: {exc}",
+        raise ScheduleError([Problem("file", str(p), f"is not valid JSON: {exc}",
                                   "re-export the schedule", rule="schedule-summary-json")],
                          source=str(folder)) from None
     if not isinstance(data, dict):
-        raise InputError([Problem("file", str(p), "top level is not a JSON object",
+        raise ScheduleError([Problem("file", str(p), "top level is not a JSON object",
                                   "re-export the schedule", rule="schedule-summary-json")],
                          source=str(folder))
     return data
@@ -584,7 +601,7 @@ def _detect_format(folder: Path) -> str:
 
 def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None) -> pd.DataFrame:
     def bad(msg: str, rule: str = "schedule-table-unreadable") -> InputError:
-        return InputError([Problem("file", str(path), msg, "re-export the schedule", rule=rule)],
+        return ScheduleError([Problem("file", str(path), msg, "re-export the schedule", rule=rule)],
                           source=str(path))
 
     try:
@@ -603,7 +620,7 @@ def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None)
                 cols += [k for k in r if k not in cols]
             raw = pd.DataFrame.from_records(records, columns=cols) if records else \
                 pd.DataFrame({c: pd.Series([], dtype="object") for c in cols})
-    except InputError:
+    except ScheduleError:
         raise
     except Exception as exc:  # any parser failure is a bad file, not a bug
         raise bad(f"cannot be read as {fmt}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
