@@ -77,6 +77,63 @@ def main(debug: bool) -> None:
 # arguments, calls the API and renders what it returns.
 
 
+# --- sweep ---
+@main.command("sweep")
+@click.argument("instance", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for results and per-scenario schedules (re-use it to resume).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes (default: number of CPUs; 1 runs in this process).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
+@click.option("--plot", is_flag=True, help="Also write PNG figures into OUT/plots/.")
+@click.option("--retry-failed", is_flag=True, help="Re-run scenarios recorded with status error.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
+@guarded
+def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet):
+    """Solve every scenario of SPEC (a sweep YAML) on INSTANCE; resumable."""
+    from allocator.sweep import plot_sweep, summarize, sweep
+
+    df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
+               progress=False if quiet else None, retry_failed=retry_failed)
+    counts = summarize(df)
+    failed = sum(n for s, n in counts.items() if s not in ("optimal", "feasible"))
+    files = plot_sweep(out) if plot else []
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title=f"sweep: {len(df)} scenarios", show_header=True)
+        table.add_column("status")
+        table.add_column("scenarios", justify="right")
+        for status, n in sorted(counts.items()):
+            table.add_row(status, str(n))
+        console.print(table)
+        ok = df[df["status"].isin(["optimal", "feasible"])]
+        if len(ok):
+            console.print(f"objective from {ok['objective'].min():,.2f} to {ok['objective'].max():,.2f}")
+    if failed:
+        console.print(f"{failed} of {len(df)} scenarios have no schedule; see the status and "
+                      f"error columns of {out}/results.csv")
+    console.print(f"results: {out}/results.parquet, {out}/results.csv", soft_wrap=True, markup=False)
+    for f in files:
+        console.print(f"figure: {f}", soft_wrap=True, markup=False)
+    raise ExitWith(EXIT_OK)
+
+
+# --- plot-sweep ---
+@main.command("plot-sweep")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@guarded
+def plot_sweep_cmd(folder):
+    """PNG figures of a sweep's results against each parameter, into FOLDER/plots/."""
+    from allocator.sweep import plot_sweep
+
+    for f in plot_sweep(folder):
+        console.print(f"figure: {f}", soft_wrap=True, markup=False)
+    raise ExitWith(EXIT_OK)
+
+
 # --- validate ---
 @main.command("validate")
 @click.argument("instance", type=click.Path(path_type=str))
@@ -137,6 +194,34 @@ def validate_cmd(instance, as_json, profiles_dir):
     if errs:
         raise ExitWith(EXIT_INPUT)
     console.print(f"valid: no errors, {len(warns)} warning{'s' if len(warns) != 1 else ''}", markup=False)
+    raise ExitWith(EXIT_OK)
+
+
+# --- report ---
+@main.command("report")
+@click.argument("schedule_dir", type=click.Path(path_type=str))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="HTML file to write (one self-contained file, opens offline).")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Also write every figure as PNG into this folder (for slides).")
+@click.option("--instance", "instance_path", type=click.Path(path_type=str), default=None,
+              help="The instance solved: adds job deadlines and the exact horizon.")
+@guarded
+def report_cmd(schedule_dir: str, out: str, png_dir: str | None, instance_path: str | None) -> None:
+    """Write an HTML report of a schedule folder (or a sweep folder) with its figures."""
+    from allocator.report import write_report
+
+    inst = None
+    if instance_path is not None:
+        from allocator.io import load_instance
+
+        inst = load_instance(instance_path)
+    rep = write_report(schedule_dir, out, instance=inst, png_dir=png_dir)
+    n = len(rep.figure_ids)
+    console.print(f"report written: {out} ({rep.kind}, {n} figure{'s' if n != 1 else ''})",
+                  markup=False)
+    if rep.pngs:
+        console.print(f"{len(rep.pngs)} PNG files in {png_dir}", markup=False)
     raise ExitWith(EXIT_OK)
 
 

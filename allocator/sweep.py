@@ -1,0 +1,681 @@
+"""Sensitivity sweeps: run the scenarios of a spec in parallel, resumably, failure-isolated.
+
+    df = allocator.sweep(instance, "data/demo/sweep.yaml", out="runs/demo-sweep")
+
+Each scenario is the instance with some numbers changed (see allocator.sweep_spec). Its id is
+a short hash of its overrides and solve options, so the same command run again finds the same
+ids. With ``out``, a scenario writes its schedule to OUT/scenarios/<id>/ and then, last and
+atomically, OUT/scenarios/<id>/row.json: a scenario is finished if and only if its row.json
+exists, and a re-run skips finished scenarios. A scenario that raises or has no schedule is
+recorded (status, error) like any other; it never stops the others. The rows are gathered into
+OUT/results.parquet and OUT/results.csv, one row per scenario of the spec.
+
+Scenarios run in local processes by default (``workers``), in the calling process with
+``executor="inline"``, on any concurrent.futures executor, or on a Dask cluster
+(``executor=`` a dask.distributed Client, or ``scheduler=`` its address).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from allocator.errors import InputError, Problem
+from allocator.options import SolveOptions
+from allocator.results import COST_TERMS, Result, Status
+from allocator.schema import Instance
+from allocator.sweep_spec import (
+    Scenario,
+    SweepSpec,
+    check_spec,
+    instance_fingerprint,
+    load_spec,
+    resolve,
+    scenario_instance,
+    spec_from_dict,
+)
+
+SolveFn = Callable[..., Result]  # solve(instance, options) -> Result
+ROW_FILE = "row.json"
+MANIFEST = "sweep.json"
+MAX_POOL_RESTARTS = 3  # a scenario whose worker process dies this often is recorded as failed
+
+# --------------------------------------------------------------------------- public API
+
+
+def sweep(
+    instance: Instance | str | Path,
+    spec: SweepSpec | dict | str | Path,
+    *,
+    out: str | Path | None = None,
+    executor: Executor | Any | str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    solve: SolveFn | None = None,
+    options: SolveOptions | None = None,
+    progress: bool | None = None,
+    retry_failed: bool = False,
+    reuse: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+) -> pd.DataFrame:
+    """Run every scenario of ``spec`` on ``instance``; one row per scenario.
+
+    instance   an Instance or the path of an instance file
+    spec       a SweepSpec, a mapping shaped like the YAML, or the path of a spec file
+    out        folder for schedules, row files and results; None keeps everything in memory
+               (and nothing is resumable)
+    executor   None: local processes; "inline": this process, one by one; a
+               concurrent.futures.Executor; or a dask.distributed.Client
+    workers    local processes (default: the number of CPUs)
+    scheduler  address of a Dask scheduler to connect a Client to (closed afterwards)
+    solve      solve(instance, options) -> Result; default allocator.solve
+    options    base solve options, updated by the spec's ``solve:`` mapping
+    progress   show a progress bar (default: when stderr is a terminal)
+    retry_failed  re-run finished scenarios whose status is "error"
+    reuse      let each worker reuse what it built for an earlier scenario (see docs)
+
+    Raises InputError (naming the spec file, parameter and value) for a bad spec, before
+    anything runs. Ctrl-C stops the sweep; finished scenarios stay finished.
+    """
+    from allocator.io import load_instance
+
+    inst = load_instance(instance) if isinstance(instance, (str, Path)) else instance
+    source = str(spec) if isinstance(spec, (str, Path)) else "<spec>"
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(spec)
+    elif isinstance(spec, dict):
+        spec = spec_from_dict(spec)
+    scenarios = check_spec(inst, spec, source=source)
+    opts = spec.solve_options(options)
+    out_dir = Path(out) if out is not None else None
+
+    rows: dict[str, dict] = {}
+    todo = list(scenarios)
+    if out_dir is not None:
+        _prepare_out(out_dir, inst, spec, scenarios)
+        done = _finished_rows(out_dir, scenarios)
+        if retry_failed:
+            done = {k: v for k, v in done.items() if v.get("status") != Status.ERROR.value}
+        rows.update(done)
+        todo = [sc for sc in scenarios if sc.id not in done]
+
+    task = ScenarioTask(spec=spec, options=opts, out=str(out_dir) if out_dir else None,
+                        solve=solve, reuse=reuse, sites=[s.id for s in inst.sites])
+    bar = _Progress(len(scenarios), already=len(rows),
+                    failed=sum(1 for r in rows.values() if _failed(r)), enabled=progress)
+
+    def record(row: dict) -> None:
+        rows[row["scenario"]] = row
+        if out_dir is not None:
+            path = out_dir / "scenarios" / row["scenario"] / ROW_FILE
+            if not path.exists():  # a remote worker without our disk: write it here
+                write_json_atomic(path, row)
+        bar.advance(_failed(row))
+        if on_row is not None:
+            on_row(row)
+
+    client, own_client = _dask_client(executor, scheduler)
+    try:
+        with bar:
+            if not todo:
+                pass
+            elif client is not None:
+                _run_dask(client, inst, todo, task, record)
+            elif executor == "inline" or (executor is None and (workers or 0) == 1):
+                _run_inline(inst, todo, task, record)
+            elif isinstance(executor, Executor):
+                _run_executor(executor, inst, todo, task, record)
+            elif executor is None:
+                _run_processes(inst, todo, task, record, workers or os.cpu_count() or 1)
+            else:
+                raise TypeError(f"executor must be None, 'inline', an Executor or a dask Client, "
+                                f"not {type(executor).__name__}")
+    finally:
+        if own_client:
+            client.close()
+        if out_dir is not None:
+            write_results(out_dir, results_frame(scenarios, rows, spec, task.sites))
+    return results_frame(scenarios, rows, spec, task.sites)
+
+
+def read_results(out: str | Path) -> pd.DataFrame:
+    """The results table of a sweep folder (parquet if present, else CSV)."""
+    out = Path(out)
+    if (out / "results.parquet").exists():
+        return pd.read_parquet(out / "results.parquet")
+    if (out / "results.csv").exists():
+        return pd.read_csv(out / "results.csv")
+    raise InputError([Problem("file", str(out), "holds no results.parquet or results.csv",
+                              "pass the --out folder of a sweep", rule="sweep-folder")],
+                     source=str(out))
+
+
+def read_manifest(out: str | Path) -> dict:
+    """OUT/sweep.json: the spec's parameters, solve options, instance and scenario ids."""
+    path = Path(out) / MANIFEST
+    if not path.exists():
+        raise InputError([Problem("file", str(out), f"holds no {MANIFEST}",
+                                  "pass the --out folder of a sweep", rule="sweep-folder")],
+                         source=str(out))
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- one scenario
+
+
+class ScenarioTask:
+    """Everything a worker needs besides the instance; picklable.
+
+    Calling it with (instance, scenario) solves the scenario, exports its schedule, writes
+    its row.json last and returns the row. Exceptions become rows with status "error";
+    only BaseExceptions that are not Exceptions (Ctrl-C, a worker shut down) escape.
+    """
+
+    def __init__(self, *, spec: SweepSpec, options: SolveOptions, out: str | None,
+                 solve: SolveFn | None, reuse: bool, sites: list[str]):
+        self.spec = spec
+        self.options = options
+        self.out = out
+        self.solve = solve
+        self.reuse = reuse
+        self.sites = sites
+        self.key = uuid.uuid4().hex  # one sweep run; workers keep their Solver per key
+
+    def __call__(self, inst: Instance, sc: Scenario) -> dict:
+        t0 = time.perf_counter()
+        row = base_row(sc, self.sites)
+        try:
+            result = _worker_solver(self, inst).solve(sc)
+            row.update(result_row(result, inst, self.sites))
+            if self.out is not None and result.status.has_schedule:
+                export_schedule(result, Path(self.out) / "scenarios" / sc.id)
+        except Exception as exc:  # a failing scenario must not stop the sweep
+            row["status"] = Status.ERROR.value
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            row["traceback"] = traceback.format_exc(limit=8)
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        if self.out is not None:
+            write_json_atomic(Path(self.out) / "scenarios" / sc.id / ROW_FILE, row)
+        return row
+
+
+class Solver:
+    """Solves scenarios of one base instance in one worker.
+
+    The default path (an injected ``solve`` function, or ``reuse=False``) builds each
+    scenario's instance and calls ``solve(instance, options)``. With the default solve and
+    ``reuse=True`` it hands scenarios to allocator's reusable session when the engine
+    offers one (see ``_session_factory``), which keeps what does not change between
+    scenarios (network, index, the built model) and updates only the numbers.
+    """
+
+    def __init__(self, task: ScenarioTask, inst: Instance):
+        self.task = task
+        self.inst = inst
+        self.resolved = {p.path: resolve(inst, p.path) for p in task.spec.parameters}
+        self.session = None
+        if task.solve is None and task.reuse:
+            factory = _session_factory()
+            if factory is not None:
+                self.session = factory(inst, task.options)
+
+    def solve(self, sc: Scenario) -> Result:
+        sinst = scenario_instance(self.inst, sc, self.resolved)
+        if self.session is not None:
+            return self.session.solve(sinst)
+        fn = self.task.solve or _default_solve()
+        return fn(sinst, self.task.options)
+
+
+_local = threading.local()  # one Solver per worker thread, sweep and base instance
+
+
+def _worker_solver(task: ScenarioTask, inst: Instance) -> Solver:
+    key = (task.key, id(inst))
+    solver = getattr(_local, "solver", None)
+    if solver is None or solver.key != key:
+        solver = _local.solver = Solver(task, inst)  # keeps inst alive, so id() stays valid
+        solver.key = key
+    return solver
+
+
+def _default_solve() -> SolveFn:
+    import allocator
+
+    fn = getattr(allocator, "solve", None)
+    if fn is None:
+        raise RuntimeError("allocator.solve is not available; pass solve=...")
+    return fn
+
+
+def _session_factory():
+    """allocator.api.SolveSession(instance, options) if the engine provides one."""
+    try:
+        from allocator import api
+    except ImportError:
+        return None
+    return getattr(api, "SolveSession", None)
+
+
+def base_row(sc: Scenario, sites: list[str]) -> dict:
+    row: dict[str, Any] = {"scenario": sc.id, **{f"param:{k}": v for k, v in sc.values.items()}}
+    row.update({"status": None, "objective": None, "bound": None, "gap": None})
+    row.update({f"{t}_usd": None for t in COST_TERMS})
+    row.update({"total_cost_usd": None, "emissions_t": None, "unserved_mtok": None,
+                "dropped_jobs": None})
+    for s in sites:
+        row[f"util_{s}"] = None
+        row[f"power_mw_{s}"] = None
+    row.update({"error": "", "seconds": None})
+    return row
+
+
+def result_row(result: Result, inst: Instance, sites: list[str]) -> dict:
+    """The figures of one solve as a flat mapping (None where there is no schedule)."""
+    row: dict[str, Any] = {
+        "status": Status(result.status).value,
+        "objective": _num(result.objective),
+        "bound": _num(result.bound),
+        "gap": _num(result.gap),
+    }
+    if result.status.has_schedule:
+        for t in COST_TERMS:
+            row[f"{t}_usd"] = _num(result.costs.get(t, 0.0))
+        row["total_cost_usd"] = _num(result.total_cost)
+        row["emissions_t"] = _num(result.emissions_t)
+        row["unserved_mtok"] = _num(result.summary.get("unserved_mtok", _unserved_mtok(result, inst)))
+        dropped = result.summary.get("dropped_jobs")
+        row["dropped_jobs"] = len(dropped) if isinstance(dropped, (list, tuple)) else _num(dropped)
+        row.update(_site_peaks(result, sites))
+    else:
+        text = "; ".join(result.explanation) or result.message or f"no schedule ({row['status']})"
+        row["error"] = text
+    return row
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _unserved_mtok(result: Result, inst: Instance) -> float | None:
+    df = result.frames.get("unserved")
+    if df is None:
+        return None
+    if df.empty:
+        return 0.0
+    return float(df["unserved_tokens_per_s"].sum()) * 3600 * inst.horizon.period_hours / 1e6
+
+
+def _site_peaks(result: Result, sites: list[str]) -> dict:
+    """Peak GPU utilisation (GPUs in use / available, all types) and peak power per site."""
+    out: dict[str, Any] = {}
+    gpus = result.frames.get("site_gpus")
+    if gpus is not None and not gpus.empty:
+        per = gpus.groupby(["site", "period"])[["gpus_in_use", "gpus_available"]].sum()
+        util = (per["gpus_in_use"] / per["gpus_available"].where(per["gpus_available"] > 0)).groupby(level=0).max()
+        for s in sites:
+            out[f"util_{s}"] = _num(util.get(s))
+    power = result.frames.get("sites")
+    if power is not None and not power.empty:
+        peak = power.groupby("site")["power_mw"].max()
+        for s in sites:
+            out[f"power_mw_{s}"] = _num(peak.get(s))
+    return out
+
+
+def _failed(row: dict) -> bool:
+    return row.get("status") not in (Status.OPTIMAL.value, Status.FEASIBLE.value)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=str))
+    os.replace(tmp, path)
+
+
+def export_schedule(result: Result, folder: Path) -> None:
+    """The scenario's schedule in the folder (replacing a half-written one of a killed run)."""
+    export = getattr(result, "export", None)
+    if export is None:
+        from allocator import results as results_mod
+
+        export_fn = getattr(results_mod, "export_result", None)
+        if export_fn is None:
+            raise RuntimeError("this allocator has no schedule export (Result.export)")
+        export_fn(result, folder, "csv", True)
+    else:
+        export(folder, "csv", True)
+
+
+def _prepare_out(out: Path, inst: Instance, spec: SweepSpec, scenarios: list[Scenario]) -> None:
+    fp = instance_fingerprint(inst)
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        old_fp = (old.get("instance") or {}).get("fingerprint")
+        if old_fp and old_fp != fp:
+            raise InputError([Problem(
+                "sweep", str(out),
+                f"holds a sweep of another instance ({(old.get('instance') or {}).get('name')!r}, "
+                f"fingerprint {old_fp}, this one {fp}); its results would be mixed with this one's",
+                "choose a new --out folder, or delete the old one", rule="sweep-other-instance")],
+                source=str(out))
+    (out / "scenarios").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {
+        "name": spec.name,
+        "description": spec.description,
+        "mode": spec.mode,
+        "instance": {"name": inst.name, "fingerprint": fp},
+        "parameters": [{"column": p.column, "path": p.path, "op": p.op} for p in spec.parameters],
+        "solve": spec.solve,
+        "scenarios": [sc.as_dict() for sc in scenarios],
+    })
+
+
+def _finished_rows(out: Path, scenarios: list[Scenario]) -> dict[str, dict]:
+    rows = {}
+    for sc in scenarios:
+        path = out / "scenarios" / sc.id / ROW_FILE
+        if path.exists():
+            try:
+                rows[sc.id] = json.loads(path.read_text())
+            except ValueError:  # unreadable: treat as not finished (it will be redone)
+                continue
+    return rows
+
+
+NUMERIC = ("objective", "bound", "gap", "total_cost_usd", "emissions_t", "unserved_mtok",
+           "dropped_jobs", "seconds", *(f"{t}_usd" for t in COST_TERMS))
+
+
+def results_frame(scenarios: list[Scenario], rows: dict[str, dict], spec: SweepSpec,
+                  sites: list[str]) -> pd.DataFrame:
+    """One row per scenario of the spec, in spec order; unfinished ones have no status."""
+    records = []
+    for sc in scenarios:
+        row = dict(rows.get(sc.id) or base_row(sc, sites))
+        rec: dict[str, Any] = {"scenario": sc.id}
+        for p in spec.parameters:
+            v = sc.values[p.column]
+            rec[p.column] = json.dumps(v) if isinstance(v, list) else v
+        rec.update({k: v for k, v in row.items()
+                    if k not in ("scenario", "traceback") and not k.startswith("param:")})
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        return df
+    for col in df.columns:
+        if col in NUMERIC or col.startswith(("util_", "power_mw_")):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        elif col in ("scenario", "status", "error"):
+            df[col] = df[col].astype("string")
+    for p in spec.parameters:
+        if df[p.column].map(lambda v: isinstance(v, (int, float))).all():
+            df[p.column] = df[p.column].astype("float64")
+        else:
+            df[p.column] = df[p.column].astype("string")
+    df["error"] = df["error"].fillna("")
+    return df
+
+
+def write_results(out: Path, df: pd.DataFrame) -> None:
+    """OUT/results.parquet and OUT/results.csv, each written to a temp file then renamed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, writer in (("results.parquet", lambda p: df.to_parquet(p, index=False)),
+                         ("results.csv", lambda p: df.to_csv(p, index=False))):
+        tmp = out / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        writer(tmp)
+        os.replace(tmp, out / name)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+def _run_inline(inst, todo, task, record) -> None:
+    for sc in todo:
+        record(task(inst, sc))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(inst: Instance, task: ScenarioTask) -> None:
+    _WORKER["inst"], _WORKER["task"] = inst, task
+
+
+def _run_in_worker(sc: Scenario) -> dict:
+    return _WORKER["task"](_WORKER["inst"], sc)
+
+
+def _run_processes(inst, todo, task, record, workers: int) -> None:
+    """Local processes; the instance is sent once per process. A worker that dies (killed,
+    out of memory) breaks the pool: it is restarted and unfinished scenarios resubmitted."""
+    if workers > 1 and task.options.threads is None:
+        task.options = task.options.with_(threads=1)  # the processes share the cores
+    attempts: dict[str, int] = {}
+    pending = list(todo)
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                                   initializer=_init_worker, initargs=(inst, task))
+        futures = {pool.submit(_run_in_worker, sc): sc for sc in pending}
+        broken = False
+        try:
+            for fut in as_completed(futures):
+                try:
+                    record(fut.result())
+                except BrokenProcessPool:
+                    broken = True
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        if not broken:
+            return
+        pending = []
+        for fut, sc in futures.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                continue
+            attempts[sc.id] = attempts.get(sc.id, 0) + 1
+            if attempts[sc.id] >= MAX_POOL_RESTARTS:
+                row = base_row(sc, task.sites)
+                row.update(status=Status.ERROR.value,
+                           error=f"the worker process died {attempts[sc.id]} times while it was pending")
+                if task.out is not None:
+                    write_json_atomic(Path(task.out) / "scenarios" / sc.id / ROW_FILE, row)
+                record(row)
+            else:
+                pending.append(sc)
+
+
+def _run_executor(executor: Executor, inst, todo, task, record) -> None:
+    futures: list[Future] = [executor.submit(task, inst, sc) for sc in todo]
+    try:
+        for fut in as_completed(futures):
+            record(fut.result())
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def _dask_client(executor, scheduler: str | None):
+    if scheduler is not None:
+        from distributed import Client
+
+        return Client(scheduler), True
+    if executor is not None and type(executor).__module__.startswith("distributed"):
+        return executor, False
+    return None, False
+
+
+def _run_dask(client, inst, todo, task, record) -> None:
+    from distributed import as_completed as dask_completed
+
+    inst_f = client.scatter(inst, broadcast=True, hash=False)
+    futures = {client.submit(task, inst_f, sc, key=f"scenario-{sc.id}-{uuid.uuid4().hex[:6]}",
+                             pure=False, retries=1): sc for sc in todo}
+    try:
+        for fut in dask_completed(list(futures)):
+            sc = futures[fut]
+            if fut.status == "error":  # the task itself never raises: its worker died
+                row = base_row(sc, task.sites)
+                row.update(status=Status.ERROR.value, error=f"worker lost: {fut.exception()}")
+                record(row)
+            else:
+                record(fut.result())
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A rich progress bar with done / failed / remaining; silent when not a terminal."""
+
+    def __init__(self, total: int, *, already: int, failed: int, enabled: bool | None):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.total, self.done, self.failed = total, already, failed
+        self._bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("sweep"), BarColumn(), TextColumn("{task.description}"),
+                                 TimeElapsedColumn(), console=self.console, transient=False)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self._text(), total=self.total, completed=self.done)
+        return self
+
+    def _text(self) -> str:
+        return (f"{self.done - self.failed} done, {self.failed} failed, "
+                f"{self.total - self.done} remaining")
+
+    def advance(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, description=self._text())
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
+
+
+def summarize(df: pd.DataFrame) -> dict[str, int]:
+    """Counts of statuses in a results frame (unfinished scenarios under 'pending')."""
+    counts: dict[str, int] = {}
+    for s in df["status"].fillna("pending"):
+        counts[str(s)] = counts.get(str(s), 0) + 1
+    return counts
+
+
+def iter_parameters(out: str | Path) -> Iterable[dict]:
+    return read_manifest(out).get("parameters", [])
+
+
+# --------------------------------------------------------------------------- plots
+
+PLOT_FIGURES = (
+    ("objective", "objective"),
+    ("total_cost_usd", "total cost ($)"),
+    ("emissions_t", "emissions (tCO2)"),
+    ("unserved_mtok", "unserved demand (M tokens)"),
+    ("gap", "relative gap"),
+)
+MAX_LINES = 8  # other parameters' combinations drawn as separate lines, else as points
+
+
+def plot_sweep(out: str | Path) -> list[Path]:
+    """PNG figures of the key figures against each swept parameter, into OUT/plots/.
+
+    One file per parameter (plots/<parameter>.png) with one panel per key figure. When other
+    parameters vary too, each of their combinations is a line (up to 8), else a scatter.
+    Scenarios without a schedule are left out. Returns the files written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    df = read_results(out)
+    params = [p["column"] for p in read_manifest(out).get("parameters", [])]
+    params = [p for p in params if p in df.columns]
+    ok = df[df["status"].isin([Status.OPTIMAL.value, Status.FEASIBLE.value])]
+    figures = [(c, label) for c, label in PLOT_FIGURES if c in ok.columns]
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    written = []
+    for param in params:
+        x = pd.to_numeric(ok[param], errors="coerce")
+        others = [p for p in params if p != param and ok[p].nunique() > 1]
+        groups = list(ok.groupby(others, dropna=False)) if others else [((), ok)]
+        fig, axes = plt.subplots(1, len(figures), figsize=(3.6 * len(figures), 3.2), squeeze=False)
+        for ax, (col, label) in zip(axes[0], figures, strict=True):
+            if len(groups) <= MAX_LINES:
+                for key, sub in groups:
+                    sub = sub.assign(_x=x.loc[sub.index]).sort_values("_x")
+                    name = ", ".join(f"{o}={k}" for o, k in zip(others, _tuple(key), strict=True))
+                    ax.plot(sub["_x"], sub[col], marker="o", ms=3, label=name or None)
+            else:
+                ax.scatter(x, ok[col], s=8, alpha=0.6)
+            ax.set_xlabel(_short_label(param))
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        if others and len(groups) <= MAX_LINES:
+            axes[0][0].legend(fontsize=6)
+        failed = int(len(df) - len(ok))
+        fig.suptitle(f"{_short_label(param)}: {len(ok)} scenarios"
+                     + (f" ({failed} without a schedule left out)" if failed else ""), fontsize=9)
+        fig.tight_layout()
+        path = out / "plots" / f"{_slug(param)}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _tuple(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _short_label(param: str) -> str:
+    return param if len(param) <= 48 else "..." + param[-45:]
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "parameter"
