@@ -196,6 +196,8 @@ class ScenarioTask:
     def __call__(self, inst: Instance, sc: Scenario) -> dict:
         t0 = time.perf_counter()
         row = base_row(sc, self.sites)
+        if self.out is not None:  # a retried failure: its old row goes first
+            Path(self.out, "scenarios", sc.id, ROW_FILE).unlink(missing_ok=True)
         try:
             result = _worker_solver(self, inst).solve(sc)
             row.update(result_row(result, inst, self.sites))
