@@ -257,3 +257,36 @@ def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int) -> None:
         if len(items) > max_per_rule:
             console.print(f"  (+{len(items) - max_per_rule} more {rule})", markup=False, soft_wrap=True)
     raise ExitWith(EXIT_VIOLATIONS)
+
+
+# --- generate ---
+@main.command("generate")
+@click.option("--size", type=click.Choice(["S", "M", "L", "XL"], case_sensitive=False), default=None,
+              help="Preset counts: S 50 jobs/4 sites/24 periods, M 200/8/48, L 1000/10/168, "
+                   "XL 5000/30/336; --jobs etc. override it.")
+@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Training jobs.")
+@click.option("--services", type=click.IntRange(min=0), default=None, help="Inference services.")
+@click.option("--sites", type=click.IntRange(min=1), default=None, help="Sites (the first is a power lease).")
+@click.option("--periods", type=click.IntRange(min=2), default=None, help="Periods in the horizon.")
+@click.option("--period-hours", type=click.FloatRange(min=0, max=24, min_open=True), default=1.0,
+              show_default=True, help="Length of one period in hours.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same files.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=str), help="Folder to write.")
+@click.option("--force", is_flag=True, help="Overwrite an instance already in --out.")
+@guarded
+def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites: int | None,
+                 periods: int | None, period_hours: float, seed: int, out: str, force: bool) -> None:
+    """Write a seeded synthetic instance (instance.yaml + CSV tables) with realistic proportions."""
+    from allocator.generate import SIZES, generate_instance, write_instance
+
+    preset = SIZES[(size or "S").upper()]
+    counts = {"jobs": jobs, "services": services, "sites": sites, "periods": periods}
+    counts = {k: preset[k] if v is None else v for k, v in counts.items()}
+    inst = generate_instance(**counts, seed=seed, period_hours=period_hours)
+    path = write_instance(inst, out, force=force)
+    gpus = sum(p.available for s in inst.sites for p in s.pools)
+    console.print(
+        f"wrote {path}: {len(inst.jobs)} jobs, {len(inst.services)} services, {len(inst.sites)} sites "
+        f"({gpus} GPUs), {inst.horizon.periods} periods of {inst.horizon.period_hours:g} h, seed {seed}",
+        markup=False, soft_wrap=True)
+    raise ExitWith(EXIT_OK)
