@@ -3,6 +3,7 @@
 from allocator.errors import AllocatorError, InputError, Problem
 from allocator.io import dump_instance, instance_from_dict, instance_from_frames, load_instance
 from allocator.schema import Instance
+from allocator.sweep import sweep  # the function; the module stays importable as allocator.sweep
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,5 @@ __all__ = [
     "instance_from_dict",
     "instance_from_frames",
     "load_instance",
+    "sweep",
 ]

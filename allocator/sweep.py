@@ -254,11 +254,13 @@ def _worker_solver(task: ScenarioTask, inst: Instance) -> Solver:
 
 
 def _default_solve() -> SolveFn:
+    # allocator.api.solve is what allocator.solve names; read from the package so a caller
+    # (or a test) that replaces allocator.solve is honoured
     import allocator
 
     fn = getattr(allocator, "solve", None)
-    if fn is None:
-        raise RuntimeError("allocator.solve is not available; pass solve=...")
+    if not callable(fn):
+        from allocator.api import solve as fn
     return fn
 
 
@@ -634,8 +636,8 @@ def plot_sweep(out: str | Path) -> list[Path]:
 
     out = Path(out)
     df = read_results(out)
-    params = [p["column"] for p in read_manifest(out).get("parameters", [])]
-    params = [p for p in params if p in df.columns]
+    ops = {p["column"]: p.get("op") for p in read_manifest(out).get("parameters", [])}
+    params = [p for p in ops if p in df.columns]
     ok = df[df["status"].isin([Status.OPTIMAL.value, Status.FEASIBLE.value])]
     figures = [(c, label) for c, label in PLOT_FIGURES if c in ok.columns]
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -644,26 +646,38 @@ def plot_sweep(out: str | Path) -> list[Path]:
         x = pd.to_numeric(ok[param], errors="coerce")
         others = [p for p in params if p != param and ok[p].nunique() > 1]
         groups = list(ok.groupby(others, dropna=False)) if others else [((), ok)]
-        fig, axes = plt.subplots(1, len(figures), figsize=(3.6 * len(figures), 3.2), squeeze=False)
-        for ax, (col, label) in zip(axes[0], figures, strict=True):
-            if len(groups) <= MAX_LINES:
+        lines = len(groups) <= MAX_LINES
+        fig, axes = plt.subplots(2, 3, figsize=(11, 6.2))
+        flat = list(axes.flat)
+        for ax, (col, label) in zip(flat, figures, strict=False):
+            if lines:
                 for key, sub in groups:
                     sub = sub.assign(_x=x.loc[sub.index]).sort_values("_x")
-                    name = ", ".join(f"{o}={k}" for o, k in zip(others, _tuple(key), strict=True))
+                    name = ", ".join(f"{_short_label(o, 28)} = {k:g}" if isinstance(k, float)
+                                     else f"{_short_label(o, 28)} = {k}"
+                                     for o, k in zip(others, _tuple(key), strict=True))
                     ax.plot(sub["_x"], sub[col], marker="o", ms=3, label=name or None)
             else:
                 ax.scatter(x, ok[col], s=8, alpha=0.6)
-            ax.set_xlabel(_short_label(param))
-            ax.set_ylabel(label)
+            ax.set_xlabel(_short_label(param, 40) + (" (factor)" if ops[param] == "scale" else ""),
+                          fontsize=8)
+            ax.set_ylabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-        if others and len(groups) <= MAX_LINES:
-            axes[0][0].legend(fontsize=6)
+        key_ax = flat[-1]
+        key_ax.axis("off")
+        if others and lines:
+            handles, labels = flat[0].get_legend_handles_labels()
+            key_ax.legend(handles, labels, loc="center", fontsize=7, frameon=False)
+        elif others:
+            key_ax.text(0.5, 0.5, f"{len(groups)} combinations of\n" + "\n".join(
+                _short_label(o, 40) for o in others), ha="center", va="center", fontsize=8)
         failed = int(len(df) - len(ok))
-        fig.suptitle(f"{_short_label(param)}: {len(ok)} scenarios"
-                     + (f" ({failed} without a schedule left out)" if failed else ""), fontsize=9)
-        fig.tight_layout()
+        fig.suptitle(f"{_short_label(param, 60)}: {len(ok)} scenarios"
+                     + (f" ({failed} without a schedule left out)" if failed else ""), fontsize=10)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.92, wspace=0.35, hspace=0.32)
         path = out / "plots" / f"{_slug(param)}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
     return written
@@ -673,8 +687,8 @@ def _tuple(key) -> tuple:
     return key if isinstance(key, tuple) else (key,)
 
 
-def _short_label(param: str) -> str:
-    return param if len(param) <= 48 else "..." + param[-45:]
+def _short_label(param: str, width: int = 48) -> str:
+    return param if len(param) <= width else "..." + param[-(width - 3):]
 
 
 def _slug(text: str) -> str:
