@@ -243,14 +243,14 @@ class Outcome:
 
 def solve_allocator(p: GapProblem, time_limit: float, threads: int | None) -> Outcome:
     """Through allocator's own instance format and allocator.solve."""
-    import allocator
+    from allocator.api import solve
     from allocator.options import SolveOptions
 
     t0 = time.perf_counter()
     inst = to_instance(p)
     # costs are integers: a relative gap of 1e-7 proves optimality up to 1e7 in cost
     opts = SolveOptions(time_limit_s=time_limit, mip_gap=1e-7, threads=threads, explain=False)
-    res = allocator.solve(inst, opts)
+    res = solve(inst, opts)
     seconds = time.perf_counter() - t0
     agent = np.full(p.n, -1, dtype=np.int64)
     train = res.frames.get("training")

@@ -1,0 +1,548 @@
+"""The greedy planner: what a capacity planner does by hand, feasible by construction.
+
+Training jobs are placed one at a time, mandatory jobs (and the jobs they wait for) first,
+larger jobs before smaller ones, a job only after its predecessors. For each job, every
+(option, site) is tried at its earliest start where the gang fits the free GPUs, the free
+power and the free staging bandwidth over its whole run; the cheapest of these is taken, ties
+going to the earlier start. "Cheapest" is the marginal cost: on-demand GPU-hours above the
+reserved block, energy, carbon price, site extra cost, staging egress and tardiness. Reserved
+GPUs are already paid, so an idle reserved GPU costs only its energy.
+
+Inference is planned after the mandatory jobs, period by period: each (service, region)
+demand goes to the cheapest reachable pools (idle capacity of GPUs the service already holds
+first, then whole GPUs added while a GPU costs less than the penalty for the tokens it would
+serve), within free GPUs, power and link bandwidth. A service with N+1 redundancy then gets
+GPUs at other sites (or serves less) until losing its largest site leaves enough capacity.
+Optional jobs come last, each placed only if it costs less than its value.
+
+``greedy_schedule(inst, index=None)`` returns the decision tables of docs/schedule-format.md
+(training, inference_gpus, inference); ``greedy_result(inst, index, options)`` evaluates them
+with the independent verifier and returns a ``Result`` (status feasible, no bound): that is
+``--heuristic greedy``. The same plan is the MIP start of a normal solve.
+
+This module does not import Pyomo.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from allocator.indexing import Index, build_index
+from allocator.network import Network
+from allocator.schema import Instance
+
+EPS = 1e-9
+
+
+class GreedyPlan(dict):
+    """Decision tables by name (training, inference_gpus, inference), plus ``unplaced``: the
+    jobs the planner could not place (mandatory ones make the plan infeasible)."""
+
+    unplaced: list[str]
+    seconds: float
+
+    def __init__(self, frames: dict[str, pd.DataFrame], unplaced: list[str], seconds: float):
+        super().__init__(frames)
+        self.unplaced = unplaced
+        self.seconds = seconds
+
+
+@dataclass
+class _State:
+    """Free capacity as arrays: pools x periods, sites x periods, links x periods."""
+
+    T: int
+    H: float
+    pool_of: dict[tuple[str, str], int]
+    avail: np.ndarray  # (K,)
+    reserved: np.ndarray  # (K,)
+    od_price: np.ndarray  # (K,) $/GPU-h
+    mw_per_gpu: np.ndarray  # (K,)
+    pool_site: np.ndarray  # (K,) site position
+    site_of: dict[str, int]
+    cap_mw: np.ndarray  # (S, T)
+    energy_price: np.ndarray  # (S, T)
+    carbon: np.ndarray  # (S, T) g/kWh
+    carbon_price: float
+    link_of: dict[str, int]
+    bw: np.ndarray  # (L,) Gb/s, inf = unlimited
+    gpus_used: np.ndarray = field(init=False)  # (K, T)
+    power_used: np.ndarray = field(init=False)  # (S, T)
+    link_used: np.ndarray = field(init=False)  # (L, T)
+    mwh_cost: np.ndarray = field(init=False)  # (S, T) $ per MWh incl. carbon price
+    mwh_cost_cum: np.ndarray = field(init=False)  # (S, T+1)
+
+    def __post_init__(self) -> None:
+        self.gpus_used = np.zeros((len(self.avail), self.T), dtype=np.int64)
+        self.power_used = np.zeros(self.cap_mw.shape)
+        self.link_used = np.zeros((len(self.bw), self.T))
+        self.mwh_cost = self.energy_price + self.carbon_price * self.carbon / 1000.0
+        self.mwh_cost_cum = np.concatenate(
+            [np.zeros((self.mwh_cost.shape[0], 1)), np.cumsum(self.mwh_cost, axis=1)], axis=1)
+
+    def gpu_cost(self, k: int, t: int, n: int) -> float:
+        """Marginal $ of n more GPUs of pool k in period t (lease above reserved + energy)."""
+        used = self.gpus_used[k, t]
+        od = max(0, used + n - self.reserved[k]) - max(0, used - self.reserved[k])
+        s = self.pool_site[k]
+        return float(od * self.od_price[k] * self.H + n * self.mw_per_gpu[k] * self.H * self.mwh_cost[s, t])
+
+
+def _state(inst: Instance, index: Index) -> _State:
+    pools = index.pools
+    sites = [s.id for s in inst.sites]
+    site_of = {s: i for i, s in enumerate(sites)}
+    T = index.periods
+    sp = index.site_periods.sort_values(["s", "t"])
+
+    def grid(col: str) -> np.ndarray:
+        out = np.zeros((len(sites), T))
+        for s, grp in sp.groupby("s", sort=False):
+            out[site_of[s], grp["t"].to_numpy(dtype=np.int64)] = grp[col].to_numpy(dtype=float)
+        return out
+
+    bw = index.links["bandwidth_gbps"].to_numpy(dtype=float)
+    return _State(
+        T=T,
+        H=index.period_hours,
+        pool_of={(s, g): k for k, (s, g) in enumerate(zip(pools["s"], pools["g"], strict=True))},
+        avail=pools["available"].to_numpy(dtype=np.int64),
+        reserved=pools["reserved"].to_numpy(dtype=np.int64),
+        od_price=pools["ondemand_price_usd_per_gpu_h"].to_numpy(dtype=float),
+        mw_per_gpu=pools["mw_per_gpu"].to_numpy(dtype=float),
+        pool_site=np.array([site_of[s] for s in pools["s"]], dtype=np.int64),
+        site_of=site_of,
+        cap_mw=grid("power_cap_mw"),
+        energy_price=grid("energy_price_usd_per_mwh"),
+        carbon=grid("carbon_g_per_kwh"),
+        carbon_price=float(inst.carbon_price_usd_per_t),
+        link_of={lab: i for i, lab in enumerate(index.links["l"])},
+        bw=np.where(np.isnan(bw), np.inf, bw),
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _job_order(inst: Instance, index: Index) -> tuple[list[str], set[str]]:
+    """Jobs in planning order (predecessors first; required before optional; larger first)
+    and the set of required jobs (mandatory ones and every job a mandatory one waits for)."""
+    jobs = {j.id: j for j in inst.jobs}
+    preds = {j.id: [p for p in dict.fromkeys(j.predecessors) if p in jobs and p != j.id] for j in inst.jobs}
+    required: set[str] = set()
+    stack = [j.id for j in inst.jobs if j.mandatory]
+    while stack:
+        j = stack.pop()
+        if j in required:
+            continue
+        required.add(j)
+        stack.extend(preds[j])
+    size = {j.id: min((o.gpus * o.hours for o in j.options), default=0.0) for j in inst.jobs}
+    pos = {j.id: i for i, j in enumerate(inst.jobs)}
+    succ: dict[str, list[str]] = {j: [] for j in jobs}
+    waiting = {j: len(ps) for j, ps in preds.items()}
+    for j, ps in preds.items():
+        for p in ps:
+            succ[p].append(j)
+
+    def key(j: str) -> tuple:
+        return (j not in required, -size[j], pos[j])
+
+    heap = [(key(j), j) for j in jobs if waiting[j] == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        _, j = heapq.heappop(heap)
+        order.append(j)
+        for q in succ[j]:
+            waiting[q] -= 1
+            if waiting[q] == 0:
+                heapq.heappush(heap, (key(q), q))
+    # jobs on a cycle of predecessors never become ready: validation reports the cycle
+    return order, required
+
+
+@dataclass
+class _JobRows:
+    """One job's placements as arrays, grouped by (option, site)."""
+
+    rows: np.ndarray  # positions in index.placements
+    group: np.ndarray  # group id per row
+    t: np.ndarray
+    d: np.ndarray
+    fixed_usd: np.ndarray  # site extra + staging egress + tardiness, per row
+    g_pool: np.ndarray  # per group
+    g_site: np.ndarray
+    g_gpus: np.ndarray
+    g_need: np.ndarray
+    g_gbps: np.ndarray
+    g_links: list[tuple[int, ...]]
+
+
+def _job_rows(index: Index, state: _State) -> dict[str, _JobRows]:
+    p = index.placements
+    if p.empty:
+        return {}
+    pool = np.array([state.pool_of[k] for k in zip(p["s"], p["g"], strict=True)], dtype=np.int64)
+    site = state.pool_site[pool]
+    fixed = (p["site_extra_usd"].to_numpy(dtype=float) + p["egress_usd"].to_numpy(dtype=float)
+             + p["tardiness_usd"].to_numpy(dtype=float))
+    t = p["t"].to_numpy(dtype=np.int64)
+    d = p["d"].to_numpy(dtype=np.int64)
+    gpus = p["gpus"].to_numpy(dtype=np.int64)
+    need = p["need_mw"].to_numpy(dtype=float)
+    gbps = p["staging_gbps"].to_numpy(dtype=float)
+    links = p["links"].tolist()
+    o = p["o"].to_numpy(dtype=np.int64)
+    out: dict[str, _JobRows] = {}
+    for j, idx in p.groupby("j", sort=False).indices.items():
+        idx = np.asarray(idx)
+        key = o[idx] * (len(state.avail) + 1) + pool[idx]
+        uniq, first, group = np.unique(key, return_index=True, return_inverse=True)
+        f = idx[first]
+        out[j] = _JobRows(
+            rows=idx, group=group, t=t[idx], d=d[idx], fixed_usd=fixed[idx],
+            g_pool=pool[f], g_site=site[f], g_gpus=gpus[f], g_need=need[f], g_gbps=gbps[f],
+            g_links=[tuple(state.link_of[lab] for lab in links[i]) for i in f],
+        )
+    return out
+
+
+def _best_start(jr: _JobRows, st: _State, not_before: int) -> tuple[int, float] | None:
+    """(row position within the job, marginal $) of the cheapest (option, site) at its
+    earliest feasible start, or None if the job fits nowhere now."""
+    G = len(jr.g_pool)
+    free_gpu = st.avail[jr.g_pool][:, None] - st.gpus_used[jr.g_pool]
+    ok = free_gpu >= jr.g_gpus[:, None]
+    ok &= (st.cap_mw[jr.g_site] - st.power_used[jr.g_site]) >= jr.g_need[:, None] - 1e-9
+    for gi in range(G):
+        if jr.g_gbps[gi] > 0:
+            for li in jr.g_links[gi]:
+                ok[gi] &= (st.bw[li] - st.link_used[li]) >= jr.g_gbps[gi] - 1e-9
+    bad = np.zeros((G, st.T + 1), dtype=np.int64)
+    np.cumsum(~ok, axis=1, out=bad[:, 1:])
+    feasible = (bad[jr.group, jr.t + jr.d] - bad[jr.group, jr.t] == 0) & (jr.t >= not_before)
+    cand = np.flatnonzero(feasible)
+    if cand.size == 0:
+        return None
+    # earliest feasible start of each group (rows are ordered by t within a group)
+    order = np.lexsort((jr.t[cand], jr.group[cand]))
+    cand = cand[order]
+    first = cand[np.r_[True, jr.group[cand][1:] != jr.group[cand][:-1]]]
+    best, best_cost = -1, math.inf
+    for r in first:
+        gi = jr.group[r]
+        k, s, n, t, d = jr.g_pool[gi], jr.g_site[gi], jr.g_gpus[gi], jr.t[r], jr.d[r]
+        used = st.gpus_used[k, t:t + d]
+        res = st.reserved[k]
+        od = np.maximum(0, used + n - res) - np.maximum(0, used - res)
+        cost = (float(od.sum()) * st.od_price[k] * st.H
+                + jr.g_need[gi] * st.H * (st.mwh_cost_cum[s, t + d] - st.mwh_cost_cum[s, t])
+                + jr.fixed_usd[r])
+        if cost < best_cost - 1e-9 or (abs(cost - best_cost) <= 1e-9 and t < jr.t[best]):
+            best, best_cost = r, cost
+    return best, best_cost
+
+
+def _place(jr: _JobRows, r: int, st: _State) -> None:
+    gi = jr.group[r]
+    t, d = jr.t[r], jr.d[r]
+    st.gpus_used[jr.g_pool[gi], t:t + d] += jr.g_gpus[gi]
+    st.power_used[jr.g_site[gi], t:t + d] += jr.g_need[gi]
+    if jr.g_gbps[gi] > 0:
+        for li in jr.g_links[gi]:
+            st.link_used[li, t:t + d] += jr.g_gbps[gi]
+
+
+def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: dict[str, _JobRows],
+               ends: dict[str, int], placed: list[int], unplaced: list[str],
+               required: set[str]) -> None:
+    preds = {j.id: [p for p in j.predecessors if p != j.id] for j in inst.jobs}
+    value = {j.id: j.value_usd for j in inst.jobs}
+    for j in jobs:
+        jr = rows.get(j)
+        if jr is None or any(p not in ends for p in preds.get(j, [])):
+            unplaced.append(j)
+            continue
+        not_before = max((ends[p] for p in preds.get(j, [])), default=0)
+        best = _best_start(jr, st, not_before)
+        if best is None:
+            unplaced.append(j)
+            continue
+        r, cost = best
+        if j not in required and cost >= value[j]:
+            unplaced.append(j)  # optional and not worth its cost
+            continue
+        _place(jr, r, st)
+        placed.append(int(jr.rows[r]))
+        ends[j] = int(jr.t[r] + jr.d[r])
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def _plan_inference(inst: Instance, index: Index, st: _State):
+    """Per period, serve each (service, region) from the cheapest reachable pools."""
+    H = st.H
+    flows, demands = index.flows, index.demands
+    held: dict[tuple[str, int, int], int] = {}  # (v, k, t) -> GPUs
+    used_tok: dict[tuple[str, int, int], float] = {}  # (v, k, t) -> tokens/s served on them
+    served: list[tuple[str, str, str, str, int, float]] = []
+    if flows.empty or demands.empty:
+        return held, served
+    services = {v.id: v for v in inst.services}
+    pen = {v: 3600.0 * H / 1e6 * s.unserved_usd_per_mtok for v, s in services.items()}  # $ per tok/s
+    bpt = {v: float(s.bytes_per_token) for v, s in services.items()}
+    cands: dict[tuple[str, str], list[tuple]] = {}
+    for v, r, s, g, tps, egp, gpt, links in flows[
+            ["v", "r", "s", "g", "tokens_per_s_per_gpu", "egress_usd_per_gb",
+             "gbps_per_token_per_s", "links"]].itertuples(index=False):
+        k = st.pool_of[(s, g)]
+        e_tok = bpt[v] * 3600.0 * H / 1e9 * egp  # $ per tok/s served for a period
+        cands.setdefault((v, r), []).append(
+            (k, s, g, float(tps), e_tok, float(gpt), tuple(st.link_of[lab] for lab in links)))
+    dem_by_t: dict[int, list[tuple[str, str, float]]] = {}
+    for v, r, t, x in demands[["v", "r", "t", "demand"]].itertuples(index=False):
+        dem_by_t.setdefault(int(t), []).append((v, r, float(x)))
+    red = set(index.redundant_services)
+
+    def link_room(c, t: int) -> float:
+        k, s, g, tps, e_tok, gpt, links = c
+        if gpt <= 0 or not links:
+            return math.inf
+        return min((st.bw[li] - st.link_used[li, t]) / gpt for li in links)
+
+    def take(v: str, r: str, c, t: int, x: float) -> None:
+        k, s, g, tps, e_tok, gpt, links = c
+        used_tok[(v, k, t)] = used_tok.get((v, k, t), 0.0) + x
+        for li in links:
+            st.link_used[li, t] += x * gpt
+        served.append((v, r, s, g, t, x))
+
+    def add_gpus(v: str, k: int, t: int, n: int) -> None:
+        held[(v, k, t)] = held.get((v, k, t), 0) + n
+        st.gpus_used[k, t] += n
+        st.power_used[st.pool_site[k], t] += n * st.mw_per_gpu[k]
+
+    def free_gpus(k: int, t: int) -> int:
+        s = st.pool_site[k]
+        by_power = math.floor((st.cap_mw[s, t] - st.power_used[s, t]) / st.mw_per_gpu[k] + 1e-9)
+        return max(0, min(int(st.avail[k] - st.gpus_used[k, t]), by_power))
+
+    for t in range(st.T):
+        todo = sorted(dem_by_t.get(t, []), key=lambda x: (-pen[x[0]], -x[2]))
+        for v, r, demand in todo:
+            rest = demand
+            cs = cands.get((v, r), [])
+            # 1. idle capacity of GPUs the service already holds, cheapest egress first
+            for c in sorted(cs, key=lambda c: c[4]):
+                if rest <= 1e-9:
+                    break
+                k, tps = c[0], c[3]
+                spare = held.get((v, k, t), 0) * tps - used_tok.get((v, k, t), 0.0)
+                x = min(rest, spare, link_room(c, t))
+                if x > 1e-9 and c[4] < pen[v]:
+                    take(v, r, c, t, x)
+                    rest -= x
+            # 2. whole GPUs added, cheapest $ per token first
+            for c in sorted(cs, key=lambda c, t=t: st.gpu_cost(c[0], t, 1) / c[3] + c[4]):
+                if rest <= 1e-9:
+                    break
+                k, tps, e_tok = c[0], c[3], c[4]
+                while rest > 1e-9:
+                    n_free = free_gpus(k, t)
+                    room = link_room(c, t)
+                    if n_free <= 0 or room <= 1e-9:
+                        break
+                    # GPUs within the idle reserved block cost energy only; the rest on-demand
+                    idle_res = max(0, int(st.reserved[k] - st.gpus_used[k, t]))
+                    batch = min(n_free, idle_res) if idle_res > 0 else n_free
+                    want = min(rest, room)
+                    n_full = min(batch, int(want // tps))
+                    if n_full > 0:
+                        if st.gpu_cost(k, t, n_full) + e_tok * tps * n_full >= pen[v] * tps * n_full:
+                            break
+                        add_gpus(v, k, t, n_full)
+                        take(v, r, c, t, n_full * tps)
+                        rest -= n_full * tps
+                        continue
+                    x = want  # less than one GPU's worth
+                    if st.gpu_cost(k, t, 1) + e_tok * x >= pen[v] * x:
+                        break
+                    add_gpus(v, k, t, 1)
+                    take(v, r, c, t, x)
+                    rest -= x
+        for v in red:
+            _redundancy(v, t, st, held, used_tok, served, cands, free_gpus, add_gpus)
+    return held, served
+
+
+def _redundancy(v, t, st, held, used_tok, served, cands, free_gpus, add_gpus) -> None:
+    """N+1 for service v in period t: losing its largest site must leave capacity for all it
+    serves. Add GPUs at other reachable sites while there is room; else serve less."""
+    tps_of = {}
+    for (vv, _r), cs in cands.items():
+        if vv == v:
+            for c in cs:
+                tps_of[c[0]] = c[3]
+
+    def site_caps() -> dict[int, float]:
+        caps: dict[int, float] = {}
+        for k, tps in tps_of.items():
+            n = held.get((v, k, t), 0)
+            if n:
+                s = int(st.pool_site[k])
+                caps[s] = caps.get(s, 0.0) + n * tps
+        return caps
+
+    total_served = sum(x for (vv, _r, _s, _g, tt, x) in served if vv == v and tt == t)
+    if total_served <= 1e-9:
+        return
+    for _ in range(len(tps_of) + 1):
+        caps = site_caps()
+        largest_site = max(caps, key=caps.get)
+        deficit = total_served - (sum(caps.values()) - caps[largest_site])
+        if deficit <= 1e-6:
+            return
+        options = sorted((k for k in tps_of if st.pool_site[k] != largest_site and free_gpus(k, t) > 0),
+                         key=lambda k: st.gpu_cost(k, t, 1) / tps_of[k])
+        if not options:
+            break
+        k = options[0]
+        # adding at k must not make k's site the new largest above what the others can cover
+        n = min(free_gpus(k, t), math.ceil(deficit / tps_of[k] - 1e-9))
+        add_gpus(v, k, t, n)
+    caps = site_caps()
+    largest_site = max(caps, key=caps.get)
+    deficit = total_served - (sum(caps.values()) - caps[largest_site]) + 1e-6
+    if deficit <= 2e-6:
+        return
+    # serve less: cut flows of v in period t, largest first, by the deficit
+    for i in sorted((i for i, f in enumerate(served) if f[0] == v and f[4] == t),
+                    key=lambda i: -served[i][5]):
+        if deficit <= 0:
+            break
+        vv, r, s, g, tt, x = served[i]
+        cut = min(x, deficit)
+        served[i] = (vv, r, s, g, tt, x - cut)
+        k = st.pool_of[(s, g)]
+        used_tok[(v, k, t)] -= cut
+        deficit -= cut
+        # the cut traffic no longer uses its links
+        for c in cands.get((v, r), []):
+            if c[0] == k and c[5] > 0:
+                for li in c[6]:
+                    st.link_used[li, t] -= cut * c[5]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network | None = None) -> GreedyPlan:
+    """The greedy plan of ``inst`` as decision tables (see the module docstring).
+
+    Returns a GreedyPlan: a dict with ``training`` (job, option, site, gpu_type, gpus,
+    start_period), ``inference_gpus`` (service, site, gpu_type, period, gpus) and ``inference``
+    (service, region, site, gpu_type, period, tokens_per_s); ``plan.unplaced`` lists the jobs
+    left out (optional ones not worth their cost, or jobs that fit nowhere)."""
+    t0 = time.perf_counter()
+    if index is None:
+        index = build_index(inst, net or Network(inst))
+    st = _state(inst, index)
+    rows = _job_rows(index, st)
+    order, required = _job_order(inst, index)
+    ends: dict[str, int] = {}
+    placed: list[int] = []
+    unplaced: list[str] = []
+    _plan_jobs([j for j in order if j in required], inst, index, st, rows, ends, placed, unplaced, required)
+    held, served = _plan_inference(inst, index, st)
+    _plan_jobs([j for j in order if j not in required], inst, index, st, rows, ends, placed, unplaced,
+               required)
+    pl = index.placements.iloc[sorted(placed)] if placed else index.placements.iloc[0:0]
+    training = pd.DataFrame({
+        "job": pl["j"].astype(str).to_numpy(),
+        "option": pl["o"].to_numpy(dtype=np.int64),
+        "site": pl["s"].astype(str).to_numpy(),
+        "gpu_type": pl["g"].astype(str).to_numpy(),
+        "gpus": pl["gpus"].to_numpy(dtype=np.int64),
+        "start_period": pl["t"].to_numpy(dtype=np.int64),
+    })
+    pool_s, pool_g = index.pools["s"].tolist(), index.pools["g"].tolist()
+    ig = [(v, pool_s[k], pool_g[k], t, n) for (v, k, t), n in held.items() if n > 0]
+    inference_gpus = pd.DataFrame(ig, columns=["service", "site", "gpu_type", "period", "gpus"])
+    fl = [f for f in served if f[5] > 1e-9]
+    inference = pd.DataFrame(fl, columns=["service", "region", "site", "gpu_type", "period", "tokens_per_s"])
+    if len(inference):
+        inference = inference.groupby(["service", "region", "site", "gpu_type", "period"],
+                                      as_index=False, sort=True)["tokens_per_s"].sum()
+    inference_gpus = inference_gpus.sort_values(["service", "site", "gpu_type", "period"]).reset_index(drop=True)
+    for df in (inference_gpus, inference):
+        df["period"] = df["period"].astype(np.int64)
+    inference_gpus["gpus"] = inference_gpus["gpus"].astype(np.int64)
+    inference["tokens_per_s"] = inference["tokens_per_s"].astype(float)
+    frames = {"training": training, "inference_gpus": inference_gpus, "inference": inference}
+    return GreedyPlan(frames, unplaced, time.perf_counter() - t0)
+
+
+def plan_objective(evaluation, objective: str = "cost") -> float:
+    """The objective value of an evaluated plan in a solve mode (cost or carbon first)."""
+    if objective in ("carbon", "carbon-then-cost"):
+        return float(evaluation.emissions_t)
+    return float(evaluation.total_cost_usd)
+
+
+def greedy_result(inst: Instance, index: Index | None, options):
+    """``--heuristic greedy``: the greedy plan, evaluated by the independent verifier, as a
+    Result (feasible with no bound; no_solution if a mandatory job could not be placed)."""
+    from allocator.results import Result, Status
+    from allocator.verify import evaluate
+
+    t0 = time.perf_counter()
+    net = Network(inst)
+    if index is None:
+        index = build_index(inst, net)
+    plan = greedy_schedule(inst, index, net=net)
+    ev = evaluate(inst, plan, net=net)
+    mandatory = {j.id for j in inst.jobs if j.mandatory}
+    missing = [j for j in plan.unplaced if j in mandatory]
+    opts = _options_dict(options)
+    seconds = time.perf_counter() - t0
+    if missing or ev.violations:
+        why = ([f"the greedy planner could not place mandatory job {j}" for j in missing[:5]]
+               + [str(v) for v in ev.violations[:5]])
+        more = len(missing) + len(ev.violations) - len(why)
+        if more > 0:
+            why.append(f"(+{more} more)")
+        return Result(status=Status.NO_SOLUTION, solve_s=seconds, solver="greedy", options=opts,
+                      message="greedy plan is not feasible: " + "; ".join(why), explanation=why)
+    return Result(
+        status=Status.FEASIBLE,
+        objective=plan_objective(ev, getattr(options, "objective", "cost")),
+        bound=None,
+        gap=None,
+        costs=dict(ev.costs),
+        emissions_t=ev.emissions_t,
+        solve_s=seconds,
+        solver="greedy",
+        options=opts,
+        message=f"greedy plan: {len(plan['training'])} jobs placed, "
+                f"{len(ev.dropped_jobs)} optional jobs dropped; no bound",
+        frames=dict(ev.frames),
+    )
+
+
+def _options_dict(options) -> dict:
+    import dataclasses
+
+    if options is None:
+        return {}
+    d = dataclasses.asdict(options)
+    if "disabled_families" in d:
+        d["disabled_families"] = list(d["disabled_families"])
+    return d
