@@ -1,5 +1,10 @@
 """allocator: where and when AI workloads run across leased data centers."""
 
+# allocator.solve is the API function; the solver module of the same name (which imports no
+# Pyomo until it runs) is loaded first so that a later ``from allocator.solve import ...`` finds
+# it loaded and does not rebind the package attribute to the module.
+import allocator.solve  # noqa: F401
+from allocator.api import solve
 from allocator.errors import AllocatorError, InputError, Problem
 from allocator.io import dump_instance, instance_from_dict, instance_from_frames, load_instance
 from allocator.schema import Instance
@@ -16,5 +21,6 @@ __all__ = [
     "instance_from_dict",
     "instance_from_frames",
     "load_instance",
+    "solve",
     "sweep",
 ]

@@ -27,16 +27,17 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyomo.environ as pyo
-from pyomo.core.base.objective import ObjectiveData
-from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from allocator.options import SolveOptions
 from allocator.results import Status
+
+if TYPE_CHECKING:  # Pyomo is imported when a solve runs, so ``import allocator`` stays light
+    import pyomo.environ as pyo
+    from pyomo.core.base.objective import ObjectiveData
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,9 @@ class _Compiled:
 
 def _compile(model: pyo.ConcreteModel, objectives: list[ObjectiveData]) -> _Compiled:
     """Compile the active constraints with the given objectives (in that order) active."""
+    import pyomo.environ as pyo
+    from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+
     was_active = {id(o): o.active for o in model.component_data_objects(pyo.Objective)}
     for o in model.component_data_objects(pyo.Objective, active=True):
         o.deactivate()
@@ -379,6 +383,8 @@ def _write_back(model: pyo.ConcreteModel, comp: _Compiled, col_value) -> None:
     """Set every compiled variable from HiGHS's column values; integers rounded. Variables the
     compiler dropped (in no active row or objective) and still unset get the value in their
     bounds closest to 0, so extraction never meets None."""
+    import pyomo.environ as pyo
+
     integ = comp.integrality
     for i, (v, x) in enumerate(zip(comp.columns, col_value, strict=True)):
         if integ[i]:
@@ -400,6 +406,8 @@ def _write_back(model: pyo.ConcreteModel, comp: _Compiled, col_value) -> None:
 
 def _objective_components(model, options: SolveOptions, objective) -> list[ObjectiveData]:
     """The objectives to solve, in order (two for a lexicographic mode)."""
+    import pyomo.environ as pyo
+
     if objective is not None and not isinstance(objective, str):
         return [objective]
     mode = objective or options.objective
@@ -434,6 +442,8 @@ def solve_model(
     value + lex_tolerance*|value| + eps and solve the second one from the first solution;
     the outcome reports the second objective. The second objective is left active.
     """
+    import pyomo.environ as pyo
+
     options = options or SolveOptions()
     objs = _objective_components(model, options, objective)
     t0 = time.perf_counter()
@@ -559,6 +569,8 @@ def lp_duals(
     values of the fixed plan: they do not price re-planning the jobs. Variable values and
     fixings are left as they were.
     """
+    import pyomo.environ as pyo
+
     options = options or SolveOptions()
     H = float(period_hours) if period_hours is not None else _period_hours(model)
     fixed = []
@@ -642,6 +654,8 @@ def dual_totals(duals: pd.DataFrame, period_hours: float = 1.0) -> pd.DataFrame:
 def _period_hours(model) -> float:
     """Period length H in hours: ``model.period_hours`` (a number or Param) if the model has
     one, else the instance attached as ``model.instance``, else 1."""
+    import pyomo.environ as pyo
+
     ph = getattr(model, "period_hours", None)
     if ph is not None:
         return float(pyo.value(ph))

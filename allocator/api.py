@@ -1,0 +1,397 @@
+"""The Python API: ``allocator.solve(instance, options) -> Result``, with no disk involved.
+
+Stages, each timed and each a public function of its own module:
+
+    validate (allocator.validate.check)  ->  Network  ->  build_index  ->  estimate_size
+    ->  build_model  ->  solve_model (HiGHS)  ->  extract_frames / extract_costs  ->  Result
+
+An infeasible model is re-built with penalised slack (``elastic=True``) and re-solved so the
+result says, in words, what cannot be met, where, when and by how much. Mandatory jobs that
+have no eligible placement at all make the result infeasible without calling the solver.
+
+Pyomo and HiGHS are imported only when a solve runs, so importing allocator stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from allocator.errors import InputError, ModelTooLargeError, Problem
+from allocator.io import instance_from_dict, load_instance
+from allocator.options import OBJECTIVES, SolveOptions
+from allocator.results import Result, Status
+from allocator.schema import Instance
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+
+
+def solve(
+    instance: Instance | str | Path | dict[str, Any],
+    options: SolveOptions | None = None,
+    **option_overrides: Any,
+) -> Result:
+    """Solve an instance and return its schedule as DataFrames in a Result.
+
+    instance: an Instance, a path to an instance YAML (or its folder), or a dict of instance
+    fields. options: a SolveOptions; keyword overrides replace single fields
+    (``solve(inst, time_limit_s=30, objective="carbon")``).
+
+    Raises InputError (bad instance or options) and ModelTooLargeError (estimated size above
+    options.max_nonzeros). Every other outcome is a Result: optimal, feasible (stopped by a
+    limit, with its gap), infeasible (with ``explanation``), unbounded, no_solution, error.
+    """
+    opts = _options(options, option_overrides)
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+
+    with clock("load_s"):
+        inst, source = _instance(instance)
+    with clock("validate_s"):
+        warnings = _validate(inst, source)
+
+    from allocator.indexing import build_index, estimate_size
+    from allocator.network import Network
+
+    with clock("index_s"):
+        net = Network(inst)
+        index = build_index(inst, net)
+        size = estimate_size(index)
+    _check_size(size, opts, inst)
+
+    base = _base_summary(inst, opts, warnings, size)
+    unplaceable = list(index.unplaceable_mandatory)
+    if unplaceable:
+        lines = [f"job {j} (mandatory) cannot be placed: {index.unplaced.get(j, 'no eligible start')}"
+                 for j in unplaceable]
+        return _finish(
+            Result(status=Status.INFEASIBLE, options=_options_dict(opts),
+                   message=f"{len(unplaceable)} mandatory job(s) have no eligible placement",
+                   explanation=lines),
+            base, timings, index=index,
+        )
+
+    if opts.heuristic == "greedy":
+        return _greedy_only(inst, index, opts, base, timings, clock)
+
+    from allocator.formulation import build_model
+    from allocator.solve import solve_model
+
+    with clock("build_s"):
+        model = build_model(inst, index, opts)
+    start = False
+    notes: list[str] = []
+    if opts.warm_start:
+        with clock("warm_start_s"):
+            start = _warm_start(model, inst, index, notes)
+    outcome = solve_model(model, opts, start=start)
+    timings["handoff_s"] = outcome.handoff_s
+    timings["solve_s"] = outcome.solve_s
+    base["model"] = dict(outcome.size)
+    base["raw_status"] = outcome.raw_status
+    if outcome.stages:
+        base["stages"] = [dataclasses.asdict(s) for s in outcome.stages]
+
+    frames: dict[str, pd.DataFrame] = {}
+    costs: dict[str, float] = {}
+    emissions = None
+    explanation: list[str] = []
+    if outcome.status.has_schedule:
+        from allocator.formulation.extract import extract_costs, extract_frames
+
+        with clock("extract_s"):
+            frames = extract_frames(model, inst, index)
+            costs = {k: float(v) for k, v in extract_costs(model).items()}
+            emissions = _emissions(model)
+        if opts.duals:
+            with clock("duals_s"):
+                frames["duals"] = _duals(model, opts, inst, index, frames)
+    elif outcome.status is Status.INFEASIBLE and opts.explain:
+        with clock("explain_s"):
+            explanation = explain_infeasible(inst, index, opts)
+
+    message = "; ".join(m for m in [outcome.message, *notes] if m)
+    result = Result(
+        status=outcome.status,
+        objective=outcome.objective,
+        bound=outcome.bound,
+        gap=outcome.gap,
+        costs=costs,
+        emissions_t=emissions,
+        solver=outcome.solver,
+        options=_options_dict(opts),
+        message=message,
+        explanation=explanation,
+        frames=frames,
+    )
+    return _finish(result, base, timings, index=index)
+
+
+def explain_infeasible(inst: Instance, index, options: SolveOptions) -> list[str]:
+    """Re-solve with penalised slack on capacity, power, bandwidth, budget, mandatory jobs and
+    hard deadlines, and say in words which slack the cheapest repair needed."""
+    from allocator.formulation import build_model, explain_slacks
+    from allocator.solve import solve_model
+
+    model = build_model(inst, index, options.with_(objective="cost"), elastic=True)
+    outcome = solve_model(model, options.with_(objective="cost"))
+    if not outcome.has_values:
+        return [
+            "the instance is infeasible, and the relaxed model that would say why did not "
+            f"solve either ({outcome.status.value}: {outcome.message or outcome.raw_status}); "
+            "re-run with a longer --time-limit"
+        ]
+    lines = list(explain_slacks(model, inst))
+    if not lines:
+        lines = [
+            "the instance is infeasible, but the relaxed model needs no slack: a row outside "
+            "the relaxed families (e.g. inference redundancy or precedence) cannot be met; "
+            "check services with redundancy and chains of predecessors"
+        ]
+    return lines
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class _Clock:
+    """``with clock("name"):`` adds the elapsed seconds to timings[name]."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, name: str):
+        clock = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.timings[name] = clock.timings.get(name, 0.0) + time.perf_counter() - self.t0
+                return False
+
+        return _Ctx()
+
+
+def _options(options: SolveOptions | None, overrides: dict[str, Any]) -> SolveOptions:
+    if options is not None and not isinstance(options, SolveOptions):
+        raise TypeError(f"options must be a SolveOptions, not {type(options).__name__}")
+    opts = options or SolveOptions()
+    known = {f.name for f in dataclasses.fields(SolveOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(
+            [Problem("options", k, f"unknown solve option {k!r}",
+                     f"known options: {', '.join(sorted(known))}", rule="unknown-option")
+             for k in unknown],
+            source="solve options",
+        )
+    if overrides:
+        opts = opts.with_(**overrides)
+    problems = []
+
+    def bad(name: str, msg: str, fix: str) -> None:
+        problems.append(Problem("options", name, msg, fix, rule="bad-option"))
+
+    if opts.objective not in OBJECTIVES:
+        bad("objective", f"objective {opts.objective!r} is not a mode", f"use one of {', '.join(OBJECTIVES)}")
+    if opts.time_limit_s is not None and not (opts.time_limit_s >= 0 and math.isfinite(opts.time_limit_s)):
+        bad("time_limit_s", f"time_limit_s = {opts.time_limit_s} is not a number of seconds >= 0",
+            "give seconds, e.g. 60, or leave it unset for no limit")
+    if not (0 <= opts.mip_gap < 1):
+        bad("mip_gap", f"mip_gap = {opts.mip_gap} is outside [0, 1)", "use e.g. 0.01 for 1%")
+    if opts.threads is not None and opts.threads < 1:
+        bad("threads", f"threads = {opts.threads} is below 1", "use 1 or more, or leave it unset")
+    if not (opts.lex_tolerance >= 0):
+        bad("lex_tolerance", f"lex_tolerance = {opts.lex_tolerance} is negative", "use e.g. 1e-6")
+    if opts.heuristic not in (None, "greedy"):
+        bad("heuristic", f"heuristic {opts.heuristic!r} is unknown", "use greedy or leave it unset")
+    if opts.max_nonzeros <= 0:
+        bad("max_nonzeros", f"max_nonzeros = {opts.max_nonzeros} is not positive", "use e.g. 60000000")
+    if problems:
+        raise InputError(problems, source="solve options")
+    return opts
+
+
+def _instance(instance) -> tuple[Instance, str]:
+    if isinstance(instance, Instance):
+        return instance, instance.name
+    if isinstance(instance, (str, Path)):
+        return load_instance(instance), str(instance)
+    if isinstance(instance, dict):
+        return instance_from_dict(instance), "<dict>"
+    raise TypeError(
+        f"instance must be an Instance, a path or a dict, not {type(instance).__name__}"
+    )
+
+
+def _validate(inst: Instance, source: str) -> list[Problem]:
+    """allocator.validate.check when present: raises InputError on errors, returns warnings."""
+    try:
+        validate = importlib.import_module("allocator.validate")
+    except ModuleNotFoundError:
+        return []
+    return list(validate.check(inst, source=source))
+
+
+def _check_size(size: dict[str, int], opts: SolveOptions, inst: Instance) -> None:
+    nnz = int(size.get("nonzeros", 0))
+    if nnz <= opts.max_nonzeros:
+        return
+    raise ModelTooLargeError(
+        f"instance {inst.name}: the model would have about {nnz:,} nonzeros "
+        f"({size.get('variables', 0):,} variables, {size.get('constraints', 0):,} rows, "
+        f"about {size.get('bytes', 0) / GIB:.1f} GiB to build), above max_nonzeros = "
+        f"{opts.max_nonzeros:,}; reduce it with longer periods (horizon.period_hours), a shorter "
+        "horizon, narrower release/deadline windows or allowed_sites for the jobs, fewer GPU "
+        "types per service, or raise max_nonzeros if the machine has the memory"
+    )
+
+
+def _warm_start(model, inst: Instance, index, notes: list[str]) -> bool:
+    """Greedy plan -> variable values, if the heuristics module is there. A failed warm start
+    costs only the start: the MIP still runs, and the result's message says so."""
+    try:
+        heuristics = importlib.import_module("allocator.heuristics")
+        extract = importlib.import_module("allocator.formulation.extract")
+    except ModuleNotFoundError:
+        return False
+    greedy = getattr(heuristics, "greedy_schedule", None)
+    set_values = getattr(extract, "start_values_from_schedule", None)
+    if greedy is None or set_values is None:
+        return False
+    try:
+        decisions = greedy(inst, index)
+        training, inference_gpus = _decision_frames(decisions)
+        set_values(model, training, inference_gpus)
+    except Exception as e:  # noqa: BLE001 - a heuristic failure must not fail the solve
+        log.warning("warm start skipped: %s: %s", type(e).__name__, e)
+        notes.append(f"warm start skipped ({type(e).__name__}: {e})")
+        return False
+    return True
+
+
+def _decision_frames(decisions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def get(name: str) -> pd.DataFrame:
+        if isinstance(decisions, dict):
+            df = decisions.get(name)
+        else:
+            df = getattr(decisions, name, None)
+            if df is None and hasattr(decisions, "frames"):
+                df = decisions.frames.get(name)
+        return df if df is not None else pd.DataFrame()
+
+    return get("training"), get("inference_gpus")
+
+
+def _greedy_only(inst, index, opts, base, timings, clock) -> Result:
+    """options.heuristic == "greedy": the greedy planner alone, checked by re-evaluation."""
+    try:
+        heuristics = importlib.import_module("allocator.heuristics")
+    except ModuleNotFoundError:
+        heuristics = None
+    runner = getattr(heuristics, "greedy_result", None) if heuristics else None
+    if runner is None:
+        raise InputError(
+            [Problem("options", "heuristic", "the greedy planner is not available in this "
+                     "installation", "solve without heuristic='greedy'", rule="bad-option")],
+            source="solve options",
+        )
+    with clock("solve_s"):
+        result = runner(inst, index, opts)
+    return _finish(result, base, timings, index=index)
+
+
+def _emissions(model) -> float | None:
+    import pyomo.environ as pyo
+
+    if not hasattr(model, "emissions_t"):
+        return None
+    return float(pyo.value(model.emissions_t))
+
+
+def _duals(model, opts, inst, index, frames) -> pd.DataFrame:
+    from allocator.solve import lp_duals
+
+    duals = lp_duals(model, opts, period_hours=inst.horizon.period_hours)
+    links = frames.get("links")
+    # the duals name links as the model's rows do; use the links table's identity if it
+    # numbers them instead
+    if links is not None and "link" in links and pd.api.types.is_integer_dtype(links["link"]):
+        position = {label: i for i, label in enumerate(index.links["l"])}
+        duals["link"] = pd.array([position.get(x) if isinstance(x, str) else None
+                                  for x in duals["link"]], dtype="Int64")
+    return duals
+
+
+def _options_dict(opts: SolveOptions) -> dict[str, Any]:
+    d = dataclasses.asdict(opts)
+    d["disabled_families"] = list(d["disabled_families"])
+    return d
+
+
+def _base_summary(inst: Instance, opts: SolveOptions, warnings: list[Problem], size) -> dict:
+    h = inst.horizon
+    return {
+        "instance": {
+            "name": inst.name,
+            "horizon": {"start": h.start.isoformat(), "periods": h.periods,
+                        "period_hours": h.period_hours},
+        },
+        "warnings": [str(p) for p in warnings],
+        "estimated_size": dict(size),
+    }
+
+
+def _finish(result: Result, base: dict, timings: dict[str, float], *, index=None) -> Result:
+    """Fill build_s / solve_s and the summary (the keys of summary.json)."""
+    build_s = sum(timings.get(k, 0.0) for k in ("index_s", "build_s", "warm_start_s", "handoff_s"))
+    solve_s = timings.get("solve_s", result.solve_s)
+    result = dataclasses.replace(result, build_s=build_s, solve_s=solve_s)
+    summary = dict(base)
+    summary["timings"] = {k: round(v, 6) for k, v in timings.items()}
+    summary["dropped_jobs"] = _dropped_jobs(result, index)
+    summary["unserved_mtok"] = _unserved_mtok(result, base)
+    summary["explanation"] = list(result.explanation)
+    summary_dict = getattr(importlib.import_module("allocator.results"), "summary_dict", None)
+    result = dataclasses.replace(result, summary=summary)
+    if summary_dict is not None:
+        summary = summary_dict(result)
+    else:
+        summary.update(
+            status=result.status.value, objective=result.objective, bound=result.bound,
+            gap=result.gap, costs=dict(result.costs), total_cost_usd=result.total_cost,
+            emissions_t=result.emissions_t, build_s=result.build_s, solve_s=result.solve_s,
+            solver=result.solver, options=dict(result.options), message=result.message,
+        )
+    return dataclasses.replace(result, summary=summary)
+
+
+def _dropped_jobs(result: Result, index) -> list[str]:
+    if index is None or not result.status.has_schedule:
+        return []
+    placed = set()
+    training = result.frames.get("training")
+    if training is not None and len(training):
+        placed = set(training["job"].astype(str))
+    return [j for j in index.jobs if not index.mandatory.get(j, True) and j not in placed]
+
+
+def _unserved_mtok(result: Result, base: dict) -> float | None:
+    if not result.status.has_schedule:
+        return None
+    df = result.frames.get("unserved")
+    if df is None or df.empty:
+        return 0.0
+    hours = float(base["instance"]["horizon"]["period_hours"])
+    return float(pd.to_numeric(df["unserved_tokens_per_s"]).sum()) * 3600.0 * hours / 1e6
