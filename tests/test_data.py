@@ -181,3 +181,23 @@ def test_demo_sources_cover_every_site():
     inst = yaml.safe_load((DATA / "demo" / "instance.yaml").read_text())
     text = (DATA / "demo" / "SOURCES.md").read_text()
     assert all(s["id"] in text for s in inst["sites"])
+
+
+def test_instance_format_example_loads_and_validates(tmp_path):
+    """The complete example in docs/instance-format.md is a valid instance."""
+    import re
+
+    text = (ROOT / "docs" / "instance-format.md").read_text()
+    example = text[text.index("## A complete example"):]
+    yaml_block = re.search(r"```yaml\n(.*?)```", example, re.S).group(1)
+    csv_block = re.search(r"`demand.csv`:\n\n```\n(.*?)```", example, re.S).group(1)
+    (tmp_path / "instance.yaml").write_text(yaml_block)
+    (tmp_path / "demand.csv").write_text(csv_block)
+    inst = load_instance(tmp_path / "instance.yaml", profiles_dir=MODELS)
+    check(inst)
+    opts = {o.gpu_type: o for o in next(j for j in inst.jobs if j.id == "cpt-70b").options}
+    # 7.0M GPU-h x 0.05 / 15 = 23,333 H100-h: / 4096 = 5.70 h; / (2048 x 2.53) = 4.50 h
+    assert opts["H100"].gpus == 4096 and opts["H100"].hours == pytest.approx(5.697, abs=1e-3)
+    assert opts["GB200"].gpus == 2048 and opts["GB200"].hours == pytest.approx(4.503, abs=1e-3)
+    assert inst.services[0].tokens_per_s_per_gpu == {"H100": 2726.0, "GB200": 12000.0}
+    assert inst.services[0].demand["users-us-east"][4] == 4_500_000
