@@ -1,0 +1,608 @@
+"""Figures of a schedule and of a sweep, drawn with matplotlib (Agg, no display needed).
+
+Every builder takes the tidy frames of docs/schedule-format.md (and the summary dict) and
+returns a ``Plot``: a matplotlib Figure with a stable id, a title and alt text, so the HTML
+report and the PNG export show exactly the same picture. Builders return ``None`` when the
+schedule has nothing to draw for them (an infeasible solve, no inference services).
+
+Time runs along x: period t covers [start + t*H, start + (t+1)*H), drawn as steps over those
+edges; without a horizon start the axis counts periods.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: the report never needs a display
+
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
+
+from allocator.results import COST_TERMS  # noqa: E402
+
+# Colours: GPU types and sites get fixed colours from their sorted order, so the same GPU
+# type has the same colour in every figure of a report.
+GPU_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#17becf", "#bcbd22", "#7f7f7f")
+SITE_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
+                "#ff9da7", "#9c755f", "#bab0ac")
+RESERVED_COLOR = "#333333"
+AVAILABLE_COLOR = "#000000"
+CAP_COLOR = "#c0392b"
+UNSERVED_COLOR = "#c0392b"
+POWER_COLOR = "#7f8c8d"
+
+COST_LABELS = {
+    "reserved_lease": "reserved lease",
+    "ondemand_lease": "on-demand lease",
+    "energy": "energy",
+    "egress": "egress",
+    "site_extra": "site extra",
+    "tardiness": "tardiness",
+    "unserved": "unserved demand",
+    "dropped_value": "dropped jobs' value",
+    "carbon": "carbon",
+}
+
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "path",  # text as paths: renders the same without the fonts installed
+    "svg.hashsalt": "allocator",  # stable ids: the same schedule gives the same file
+}
+
+
+@dataclass
+class Plot:
+    """One figure of the report: ``id`` is unique in the page (``fig-gantt``), ``name`` the
+    PNG file stem, ``alt`` the text a screen reader (or a test) finds."""
+
+    id: str
+    name: str
+    title: str
+    alt: str
+    figure: Figure
+    section: str = ""
+    caption: str = ""
+
+
+def slug(text: str) -> str:
+    """A lowercase id fragment made of letters, digits and dashes."""
+    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return s or "x"
+
+
+def gpu_colors(gpu_types) -> dict[str, str]:
+    """GPU type -> colour, by sorted name (stable across figures and reports)."""
+    return {g: GPU_PALETTE[i % len(GPU_PALETTE)] for i, g in enumerate(sorted(set(gpu_types)))}
+
+
+def site_colors(sites) -> dict[str, str]:
+    """Site -> colour, in the given order."""
+    order = list(dict.fromkeys(sites))
+    return {s: SITE_PALETTE[i % len(SITE_PALETTE)] for i, s in enumerate(order)}
+
+
+# ------------------------------------------------------------------------------ time axis
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Maps periods to x positions: matplotlib date numbers when the start is known."""
+
+    periods: int
+    period_hours: float = 1.0
+    start: datetime | None = None
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any], frames: dict[str, pd.DataFrame],
+                     instance=None) -> Timeline:
+        """The horizon from the instance if given, else summary.json, else the frames."""
+        if instance is not None:
+            h = instance.horizon
+            return cls(int(h.periods), float(h.period_hours), h.start)
+        horizon = ((summary or {}).get("instance") or {}).get("horizon") or {}
+        periods = horizon.get("periods")
+        if periods is None:
+            periods = _max_period(frames) + 1
+        start = _parse_time(horizon.get("start"))
+        return cls(max(int(periods), 1), float(horizon.get("period_hours") or 1.0), start)
+
+    def x(self, period) -> np.ndarray:
+        """x of the start of each period (array-like of period numbers, may be fractional)."""
+        p = np.asarray(period, dtype=float)
+        if self.start is None:
+            return p
+        return mdates.date2num(self.start) + p * self.period_hours / 24.0
+
+    def edges(self) -> np.ndarray:
+        return self.x(np.arange(self.periods + 1))
+
+    def format(self, ax) -> None:
+        lo, hi = self.edges()[[0, -1]]
+        ax.set_xlim(lo, hi)
+        if self.start is None:
+            ax.set_xlabel("period")
+            return
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False))
+        ax.set_xlabel("time (UTC)")
+
+    def label(self, period: int) -> str:
+        if self.start is None:
+            return f"period {period}"
+        t = self.start + timedelta(hours=period * self.period_hours)
+        return t.strftime("%Y-%m-%d %H:%M")
+
+
+def _parse_time(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        t = value
+    else:
+        try:
+            t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _max_period(frames: dict[str, pd.DataFrame]) -> int:
+    best = 0
+    for name, col in (("sites", "period"), ("site_gpus", "period"), ("unserved", "period"),
+                      ("inference", "period"), ("training", "end_period")):
+        df = frames.get(name)
+        if df is not None and len(df) and col in df:
+            v = int(pd.to_numeric(df[col]).max())
+            best = max(best, v - 1 if col == "end_period" else v)
+    return best
+
+
+def _series(df: pd.DataFrame, value: str, periods: int) -> np.ndarray:
+    """Sum ``value`` per period into a dense array of length ``periods`` (missing -> 0)."""
+    out = np.zeros(periods)
+    if df is None or not len(df):
+        return out
+    s = df.groupby("period")[value].sum()
+    idx = s.index.to_numpy(dtype=int)
+    ok = (idx >= 0) & (idx < periods)
+    out[idx[ok]] = s.to_numpy(dtype=float)[ok]
+    return out
+
+
+CHAR_IN = 0.068  # width of one character of 8-pt tick labels, inches (DejaVu Sans)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    with plt.rc_context(STYLE):
+        return Figure(figsize=(width, height))
+
+
+def _grid(fig: Figure, nrows: int, ncols: int, *, left: float = 0.75, right: float = 0.2,
+          top: float = 0.75, bottom: float = 0.55, wspace: float = 0.75,
+          hspace: float = 0.75):
+    """Axes on a grid with margins and gaps in inches. A fixed layout costs no extra draw
+    (the constrained layout engine draws every figure twice more) and suits figures whose
+    label widths are known from the data."""
+    W, H = fig.get_size_inches()
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    aw = max((W - left - right - (ncols - 1) * wspace) / ncols, 0.5)
+    ah = max((H - top - bottom - (nrows - 1) * hspace) / nrows, 0.5)
+    fig.subplots_adjust(left=left / W, right=1 - right / W, top=1 - top / H, bottom=bottom / H,
+                        wspace=wspace / aw, hspace=hspace / ah)
+    return axes
+
+
+def _title(fig: Figure, text: str, **kw) -> None:
+    H = fig.get_size_inches()[1]
+    fig.text(0.08 / fig.get_size_inches()[0], 1 - 0.12 / H, text, ha="left", va="top",
+             fontsize=11, **kw)
+
+
+def _top_legend(fig: Figure, handles, *, y_in: float = 0.42) -> None:
+    """One legend for the whole figure, in a row under the title (never over the data)."""
+    H = fig.get_size_inches()[1]
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.01, 1 - y_in / H),
+               ncols=min(len(handles), 8), frameon=False, handlelength=1.6,
+               columnspacing=1.4)
+
+
+def _nonempty(frames: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
+    df = frames.get(name)
+    return df if df is not None and len(df) else None
+
+
+# ------------------------------------------------------------------------------- figures
+
+
+def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) -> Plot | None:
+    """Training jobs per site, one row per job, bars coloured by GPU type."""
+    train = _nonempty(frames, "training")
+    if train is None:
+        return None
+    train = train.copy()
+    site_order = _site_order(frames, train["site"])
+    train["_site_rank"] = train["site"].map({s: i for i, s in enumerate(site_order)})
+    train = train.sort_values(["_site_rank", "start_period", "job"], kind="stable")
+    colors = gpu_colors(train["gpu_type"])
+    deadlines = _deadlines(instance)
+
+    n = len(train)
+    height = min(1.5 + 0.3 * n, 40.0)
+    left = 0.25 + CHAR_IN * max(len(str(j)) for j in train["job"])
+    right = 0.25 + 1.1 * CHAR_IN * max(len(s) for s in site_order)
+    with plt.rc_context(STYLE):
+        fig = _new_figure(11.0, height)
+        ax = _grid(fig, 1, 1, left=left, right=right, top=0.8, bottom=0.6)[0][0]
+        ys = np.arange(n)[::-1]  # first job on top
+        starts = timeline.x(train["start_period"].to_numpy(dtype=float))
+        ends = timeline.x(train["end_period"].to_numpy(dtype=float))
+        span = timeline.edges()[-1] - timeline.edges()[0]
+        for y, x0, x1, (_, row) in zip(ys, starts, ends, train.iterrows(), strict=True):
+            c = colors[row["gpu_type"]]
+            ax.barh(y, x1 - x0, left=x0, height=0.7, color=c, edgecolor="white", linewidth=0.5)
+            text = f"{int(row['gpus']):,} × {row['gpu_type']}"
+            if (x1 - x0) / span > 0.14:
+                ax.text((x0 + x1) / 2, y, text, ha="center", va="center", color="white",
+                        fontsize=7.5)
+            else:
+                ax.text(x1 + span * 0.004, y, text, ha="left", va="center", fontsize=7.5)
+            dl = deadlines.get(row["job"])
+            if dl is not None:
+                xd = timeline.x(dl)
+                ax.plot([xd, xd], [y - 0.45, y + 0.45], color=CAP_COLOR, linewidth=1.5,
+                        gid=f"deadline-{len(ax.lines)}", clip_on=False)
+        ax.set_yticks(ys, [str(j) for j in train["job"]])
+        ax.set_ylim(-0.6, n - 0.4)
+        # site bands: shaded alternately, named at the right
+        trans = blended_transform_factory(ax.transAxes, ax.transData)
+        ranks = train["_site_rank"].to_numpy()
+        for k, site in enumerate(site_order):
+            rows = ys[ranks == k]
+            if not len(rows):
+                continue
+            lo, hi = rows.min() - 0.5, rows.max() + 0.5
+            if k % 2 == 0:
+                ax.axhspan(lo, hi, color="#f2f2f2", zorder=0)
+            ax.axhline(lo, color="#bbbbbb", linewidth=0.6, zorder=0)
+            ax.text(1.01, (lo + hi) / 2, site, transform=trans, ha="left", va="center",
+                    fontweight="bold", fontsize=8.5, clip_on=False)
+        timeline.format(ax)
+        ax.grid(axis="x", color="#dddddd", linewidth=0.5)
+        ax.set_axisbelow(True)
+        handles = [Patch(color=colors[g], label=g) for g in colors]
+        if deadlines:
+            handles.append(Line2D([], [], color=CAP_COLOR, label="deadline"))
+        _title(fig, "Training jobs by site (colour: GPU type)")
+        _top_legend(fig, handles, y_in=0.36)
+    sites_used = ", ".join(site_order)
+    alt = (f"Gantt chart of {n} training job{'s' if n != 1 else ''} at {sites_used}, "
+           f"coloured by GPU type ({', '.join(colors)})")
+    return Plot("fig-gantt", "gantt", "Training jobs", alt, fig, section="training")
+
+
+def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) -> Plot | None:
+    """One site: per GPU type, GPUs in use (training, inference) vs reserved vs available;
+    then power MW vs its ceiling."""
+    sg = _nonempty(frames, "site_gpus")
+    st = _nonempty(frames, "sites")
+    sg = sg[sg["site"] == site] if sg is not None else None
+    st = st[st["site"] == site] if st is not None else None
+    types = sorted(sg["gpu_type"].unique()) if sg is not None and len(sg) else []
+    has_power = st is not None and len(st) > 0
+    if not types and not has_power:
+        return None
+    colors = gpu_colors(frames["site_gpus"]["gpu_type"]) if types else {}
+    T = timeline.periods
+    edges = timeline.edges()
+    panels = len(types) + (1 if has_power else 0)
+    with plt.rc_context(STYLE):
+        fig = _new_figure(min(3.7 * panels + 0.4, 15.0), 3.0)
+        axes = _grid(fig, 1, panels, top=0.95, left=0.7)[0]
+        for ax, g in zip(axes, types, strict=False):
+            pool = sg[sg["gpu_type"] == g]
+            training = _series(pool, "gpus_training", T)
+            inference = _series(pool, "gpus_inference", T)
+            reserved = _series(pool, "gpus_reserved", T)
+            available = _series(pool, "gpus_available", T)
+            ax.stairs(training, edges, fill=True, color=colors[g], alpha=0.9, label="training")
+            ax.stairs(training + inference, edges, baseline=training, fill=True,
+                      color=colors[g], alpha=0.4, label="inference")
+            ax.stairs(reserved, edges, baseline=None, color=RESERVED_COLOR, linestyle="--",
+                      linewidth=1.2, label="reserved")
+            ax.stairs(available, edges, baseline=None, color=AVAILABLE_COLOR, linewidth=1.2,
+                      label="available")
+            top = max(available.max(), (training + inference).max(), 1.0)
+            ax.set_ylim(0, top * 1.08)
+            ax.set_title(f"{g} GPUs", loc="left")
+            ax.set_ylabel("GPUs")
+            timeline.format(ax)
+        if has_power:
+            ax = axes[-1]
+            power = _series(st, "power_mw", T)
+            cap = _series(st, "power_cap_mw", T)
+            ax.stairs(power, edges, fill=True, color=POWER_COLOR, alpha=0.8, label="power")
+            ax.stairs(cap, edges, baseline=None, color=CAP_COLOR, linewidth=1.4, label="ceiling")
+            ax.set_ylim(0, max(cap.max(), power.max(), 1e-3) * 1.08)
+            ax.set_title("Power (IT × PUE)", loc="left")
+            ax.set_ylabel("MW")
+            timeline.format(ax)
+        _title(fig, site, fontweight="bold")
+        handles = [Patch(color="#555555", alpha=0.9, label="training GPUs"),
+                   Patch(color="#555555", alpha=0.35, label="inference GPUs"),
+                   Line2D([], [], color=RESERVED_COLOR, linestyle="--", label="reserved"),
+                   Line2D([], [], color=AVAILABLE_COLOR, label="available")]
+        if has_power:
+            handles += [Patch(color=POWER_COLOR, alpha=0.8, label="power MW"),
+                        Line2D([], [], color=CAP_COLOR, label="power ceiling")]
+        _top_legend(fig, handles, y_in=0.32)
+    alt = (f"Site {site}: GPUs in use (training, inference) vs reserved vs available for "
+           f"{', '.join(types) or 'no GPU type'}, and power MW vs ceiling over time")
+    return Plot(f"fig-site-{slug(site)}", f"site-{slug(site)}", f"Site {site}", alt, fig,
+                section="sites")
+
+
+def inference_figure(frames: dict[str, pd.DataFrame], timeline: Timeline) -> Plot | None:
+    """Per user region: tokens/s served, stacked by site, against demand (all services)."""
+    uns = _nonempty(frames, "unserved")
+    inf = _nonempty(frames, "inference")
+    if uns is None and inf is None:
+        return None
+    regions = list(dict.fromkeys(
+        ([] if uns is None else list(uns["region"])) + ([] if inf is None else list(inf["region"]))
+    ))
+    sites = _site_order(frames, inf["site"] if inf is not None else [])
+    served_sites = [s for s in sites if inf is not None and (inf["site"] == s).any()]
+    colors = site_colors(sites)
+    T = timeline.periods
+    edges = timeline.edges()
+    ncols = min(len(regions), 2)
+    nrows = math.ceil(len(regions) / ncols)
+    any_unserved = False
+    with plt.rc_context(STYLE):
+        fig = _new_figure(5.5 * ncols, 2.5 * nrows + 0.9)
+        axes = _grid(fig, nrows, ncols, top=1.0, hspace=0.8).ravel()
+        for ax, region in zip(axes, regions, strict=False):
+            base = np.zeros(T)
+            if inf is not None:
+                r = inf[inf["region"] == region]
+                for s in served_sites:
+                    v = _series(r[r["site"] == s], "tokens_per_s", T) / 1e6
+                    if v.any():
+                        ax.stairs(base + v, edges, baseline=base.copy(), fill=True,
+                                  color=colors[s], alpha=0.85, label=f"served at {s}")
+                        base = base + v
+            top = base.max()
+            if uns is not None:
+                u = uns[uns["region"] == region]
+                demand = _series(u, "demand_tokens_per_s", T) / 1e6
+                missing = _series(u, "unserved_tokens_per_s", T) / 1e6
+                if missing.any():
+                    any_unserved = True
+                    ax.stairs(base + missing, edges, baseline=base.copy(), fill=True,
+                              facecolor="none", edgecolor=UNSERVED_COLOR, hatch="////",
+                              linewidth=0, label="unserved")
+                ax.stairs(demand, edges, baseline=None, color="black", linewidth=1.3,
+                          label="demand")
+                top = max(top, demand.max())
+            ax.set_ylim(0, max(top, 1e-6) * 1.1)
+            ax.set_title(region, loc="left")
+            ax.set_ylabel("M tokens/s")
+            timeline.format(ax)
+        for ax in axes[len(regions):]:
+            ax.set_visible(False)
+        _title(fig, "Inference: tokens/s served (stacked by site) vs demand, all services")
+        handles = [Patch(color=colors[s], alpha=0.85, label=s) for s in served_sites]
+        if any_unserved:
+            handles.append(Patch(facecolor="none", edgecolor=UNSERVED_COLOR, hatch="////",
+                                 label="unserved"))
+        if uns is not None:
+            handles.append(Line2D([], [], color="black", label="demand"))
+        _top_legend(fig, handles, y_in=0.36)
+    alt = (f"Inference served vs demand per region ({', '.join(regions)}), "
+           f"stacked by serving site over time")
+    return Plot("fig-inference", "inference", "Inference served vs demand", alt, fig,
+                section="inference")
+
+
+def cost_figure(summary: dict[str, Any], frames: dict[str, pd.DataFrame]) -> Plot | None:
+    """Cost breakdown: every cost term; beside it, lease and energy per site."""
+    costs = {k: float(v) for k, v in ((summary or {}).get("costs") or {}).items()
+             if v is not None}
+    if not costs:
+        return None
+    terms = [t for t in COST_TERMS if t in costs] + [t for t in costs if t not in COST_TERMS]
+    st = _nonempty(frames, "sites")
+    per_site = None
+    if st is not None and {"reserved_lease_usd", "ondemand_lease_usd", "energy_usd"} <= set(st):
+        per_site = st.groupby("site", sort=False)[
+            ["reserved_lease_usd", "ondemand_lease_usd", "energy_usd"]].sum()
+    labels = [COST_LABELS.get(t, t) for t in terms]
+    scale, unit = _money_scale(max([abs(costs[t]) for t in terms] + [1.0]))
+    left = 0.25 + CHAR_IN * max(len(x) for x in labels)
+    gap = 0.6 + (CHAR_IN * max(len(str(s)) for s in per_site.index) if per_site is not None
+                 else 0)
+    rows = max(len(terms), 0 if per_site is None else len(per_site))
+    with plt.rc_context(STYLE):
+        fig = _new_figure(11.0 if per_site is not None else 6.5, 0.3 * rows + 1.5)
+        axes = _grid(fig, 1, 2 if per_site is not None else 1, left=left, top=0.35,
+                     wspace=gap, right=0.3)[0]
+        ax = axes[0]
+        vals = np.array([costs[t] for t in terms]) / scale
+        ys = np.arange(len(terms))[::-1]
+        ax.barh(ys, vals, color=["#4e79a7" if v >= 0 else "#e15759" for v in vals])
+        for y, v in zip(ys, vals, strict=True):
+            ax.text(v, y, f" {v:,.2f}", va="center", ha="left", fontsize=7.5)
+        ax.set_yticks(ys, labels)
+        ax.set_xlabel(unit)
+        ax.set_xlim(min(0, vals.min() * 1.1), max(vals.max(), 1e-9) * 1.22)
+        total = sum(costs.values())
+        ax.set_title(f"Cost by term (total {format_usd(total)})", loc="left")
+        if per_site is not None:
+            ax = axes[1]
+            sscale, sunit = _money_scale(max(per_site.sum(axis=1).max(), 1.0))
+            ys = np.arange(len(per_site))[::-1]
+            left_v = np.zeros(len(per_site))
+            for col, label, color in (("reserved_lease_usd", "reserved lease", "#4e79a7"),
+                                      ("ondemand_lease_usd", "on-demand lease", "#f28e2b"),
+                                      ("energy_usd", "energy", "#59a14f")):
+                v = per_site[col].to_numpy(dtype=float) / sscale
+                ax.barh(ys, v, left=left_v, color=color, label=label)
+                left_v += v
+            ax.set_yticks(ys, list(per_site.index))
+            ax.set_xlabel(sunit)
+            ax.set_title("Lease and energy by site", loc="left")
+            ax.legend(loc="lower right", frameon=True, framealpha=0.9)
+    alt = "Cost breakdown: " + ", ".join(
+        f"{COST_LABELS.get(t, t)} {format_usd(costs[t])}" for t in terms)
+    return Plot("fig-costs", "costs", "Cost breakdown", alt, fig, section="costs")
+
+
+def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[str, str]]
+                 ) -> Plot | None:
+    """Each metric (rows) against each swept parameter (columns); with several parameters,
+    one line per combination of the others."""
+    if results is None or not len(results) or not params or not metrics:
+        return None
+    ok = results
+    if "status" in results:
+        ok = results[results["status"].astype(str).isin(["optimal", "feasible"])]
+    failed = results[~results.index.isin(ok.index)]
+    nr, nc = len(metrics), len(params)
+    with plt.rc_context(STYLE):
+        fig = _new_figure(min(3.8 * nc + 1.0, 16.0), 2.1 * nr + 1.0)
+        axes = _grid(fig, nr, nc, left=0.95, top=0.85, hspace=0.45, wspace=0.8)
+        for j, p in enumerate(params):
+            others = [q for q in params if q != p]
+            groups = list(ok.groupby(others, sort=True, dropna=False)) if others else [((), ok)]
+            for i, (col, label) in enumerate(metrics):
+                ax = axes[i][j]
+                n_lines = 0
+                for key, g in groups:
+                    g = g.sort_values(p)
+                    x = pd.to_numeric(g[p], errors="coerce").to_numpy(dtype=float)
+                    y = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float)
+                    if not np.isfinite(y).any():
+                        continue
+                    key = key if isinstance(key, tuple) else (key,)
+                    lab = ", ".join(f"{_short(q)}={_fmt_num(k)}"
+                                    for q, k in zip(others, key, strict=True))
+                    ax.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=lab or None)
+                    n_lines += 1
+                if len(failed):
+                    fx = pd.to_numeric(failed[p], errors="coerce")
+                    ax.plot(fx, np.zeros(len(fx)), linestyle="none", marker="x", color=CAP_COLOR,
+                            label="no schedule")
+                if i == nr - 1:
+                    ax.set_xlabel(_short(p))
+                else:
+                    ax.tick_params(labelbottom=False)
+                if j == 0:
+                    ax.set_ylabel(label)
+                ax.grid(color="#e5e5e5", linewidth=0.5)
+                if i == 0 and (1 < n_lines <= 8 or len(failed)):
+                    ax.legend(fontsize=6.5, frameon=False)
+        _title(fig, f"Sweep: {len(results)} scenarios"
+               + (f", {len(failed)} without a schedule (×)" if len(failed) else ""))
+    alt = ("Sweep curves: " + ", ".join(lbl for _, lbl in metrics) + " against "
+           + ", ".join(params))
+    return Plot("fig-sweep", "sweep", "Sweep curves", alt, fig, section="sweep")
+
+
+# --------------------------------------------------------------------------- the whole set
+
+
+def schedule_plots(frames: dict[str, pd.DataFrame], summary: dict[str, Any],
+                   instance=None) -> list[Plot]:
+    """Every figure of one schedule, in report order (Gantt, sites, inference, costs)."""
+    timeline = Timeline.from_summary(summary, frames, instance)
+    plots: list[Plot | None] = [gantt(frames, timeline, instance)]
+    sites = _site_order(frames, [])
+    plots.extend(site_figure(frames, timeline, s) for s in sites)
+    plots.append(inference_figure(frames, timeline))
+    plots.append(cost_figure(summary, frames))
+    return [p for p in plots if p is not None]
+
+
+def close(plots: list[Plot]) -> None:
+    """Nothing to do for Figure objects made without pyplot; kept for symmetry."""
+    for p in plots:
+        p.figure.clear()
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def _site_order(frames: dict[str, pd.DataFrame], extra) -> list[str]:
+    order: list[str] = []
+    for name in ("sites", "site_gpus"):
+        df = frames.get(name)
+        if df is not None and len(df) and "site" in df:
+            order.extend(df["site"].astype(str))
+    order.extend(str(s) for s in extra)
+    return list(dict.fromkeys(order))
+
+
+def _deadlines(instance) -> dict[str, int]:
+    if instance is None:
+        return {}
+    return {j.id: j.deadline_period for j in instance.jobs if j.deadline_period is not None}
+
+
+def _money_scale(m: float) -> tuple[float, str]:
+    if m >= 1e9:
+        return 1e9, "$ billion"
+    if m >= 1e6:
+        return 1e6, "$ million"
+    if m >= 1e3:
+        return 1e3, "$ thousand"
+    return 1.0, "$"
+
+
+def format_usd(x: float | None) -> str:
+    """$1.23M, $45.6k, $12: compact dollars for figures and key figures."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    a = abs(x)
+    sign = "-" if x < 0 else ""
+    if a >= 1e9:
+        return f"{sign}${a / 1e9:,.3g}B" if a < 1e11 else f"{sign}${a / 1e9:,.0f}B"
+    if a >= 1e6:
+        return f"{sign}${a / 1e6:,.3g}M" if a < 1e8 else f"{sign}${a / 1e6:,.0f}M"
+    if a >= 1e4:
+        return f"{sign}${a / 1e3:,.3g}k" if a < 1e5 else f"{sign}${a / 1e3:,.0f}k"
+    return f"{sign}${a:,.2f}" if a < 100 else f"{sign}${a:,.0f}"
+
+
+def _fmt_num(v) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{f:g}"
+
+
+def _short(path: str) -> str:
+    """A parameter path shortened for an axis label: keep the last two parts."""
+    parts = re.split(r"\.(?![^\[]*\])", str(path))
+    return ".".join(parts[-2:]) if len(parts) > 2 else str(path)
