@@ -150,8 +150,8 @@ def _coerce(s: pd.Series, kind: str, where: str) -> pd.Series:
     """``s`` as the dtype of ``kind``: ints with a missing value become Int64; values that
     are not whole numbers keep a float column (with a warning) rather than being lost."""
     if kind == "str":
-        if isinstance(s.dtype, pd.StringDtype) and not s.isna().any():
-            return s.astype("str")
+        if s.dtype == "str" and not s.isna().any():
+            return s
         return s.astype("object").where(s.notna(), "").map(str).astype("str")
     if kind == "bool":
         if s.dtype == bool:
@@ -161,6 +161,10 @@ def _coerce(s: pd.Series, kind: str, where: str) -> pd.Series:
         if not ok.all():
             raise ValueError(f"{where}: {s[~ok].iloc[0]!r} is not true or false")
         return low.isin(["true", "1", "1.0"]).astype(bool)
+    if kind == "float" and s.dtype == "float64":
+        return s
+    if kind == "int" and s.dtype == "int64":
+        return s
     num = _numeric(s, where)
     if kind == "float":
         return num.astype("float64")
@@ -188,7 +192,7 @@ def _numeric(s: pd.Series, where: str) -> pd.Series:
             try:
                 float(v)
             except (ValueError, TypeError):
-                raise ValueError(f"{where}: {v!r} is not a number") from None
+                raise ValueError(f"{where + ': ' if where else ''}{v!r} is not a number") from None
         raise
 
 
@@ -608,6 +612,9 @@ def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None)
         if fmt == "csv":
             if path.stat().st_size == 0:
                 raise bad("file is empty (not even a header row)")
+            raw = _read_csv_typed(path, name, spec)
+            if raw is not None:
+                return raw
             raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
         elif fmt == "parquet":
             raw = pd.read_parquet(path)
@@ -643,6 +650,27 @@ def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None)
     return pd.DataFrame({c: cols[c] for c in ordered}, index=pd.RangeIndex(len(raw)))
 
 
+def _read_csv_typed(path: Path, name: str, spec: Mapping[str, str] | None) -> pd.DataFrame | None:
+    """Fast path: parse a CSV straight into its recorded dtypes. None if anything is off
+    (the caller then reads it as text and reports the cell at fault)."""
+    if not spec:
+        return None
+    dtypes = {c: ("str" if d == "str" else d) for c, d in spec.items()}
+    if any(d not in ("str", "int64", "Int64", "float64", "bool") for d in dtypes.values()):
+        return None
+    na = {c: [""] for c, d in dtypes.items() if d != "str"}
+    try:
+        df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=na)
+    except (ValueError, TypeError, pd.errors.ParserError):
+        return None
+    if list(df.columns) != list(spec):
+        return None
+    for c, d in dtypes.items():
+        if str(df[c].dtype) != d:
+            return None
+    return df
+
+
 def _typed(s: pd.Series, dtype: str, fmt: str) -> pd.Series:
     """A column read from a file as the recorded dtype (or contract kind)."""
     kind = {"int64": "int", "Int64": "int", "float64": "float", "str": "str", "bool": "bool"}.get(dtype, dtype)
@@ -650,7 +678,7 @@ def _typed(s: pd.Series, dtype: str, fmt: str) -> pd.Series:
         return s.astype("object").where(s.notna(), "").map(str).astype("str")
     if kind == "bool":
         return _coerce(s, "bool", "")
-    num = _numeric(s, "value")
+    num = _numeric(s, "")
     if kind == "float":
         return num.astype("float64")
     values = num.to_numpy(dtype="float64", na_value=np.nan)
