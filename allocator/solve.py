@@ -555,76 +555,90 @@ def lp_duals(
     options: SolveOptions | None = None,
     *,
     period_hours: float | None = None,
+    fix: str = "binaries",
 ) -> pd.DataFrame:
     """Marginal values of the capacity rows for the plan currently held in ``model``.
 
-    Every integer and binary variable is fixed at its (rounded) value, the remaining LP is
-    solved with the cost objective (``obj_cost``, else the active objective), and the dual of
-    each ``power_cap[s,t]``, ``capacity_gpus[s,g,t]`` and ``network_bandwidth[l,t]`` row is
-    turned into the dollars saved per extra unit of capacity for one hour:
-    ``-dual / H`` for a ``<=`` row of a minimisation (positive where the ceiling binds).
-    H is ``period_hours`` (else ``model.period_hours``, else 1). The compiled rows must state
-    the capacity in its unit as the constant side (``power_mw[s,t] <= power_cap_mw``).
+    The binary decisions (which job starts where and when) are fixed at their solved values,
+    general integers (GPUs held by inference services) are relaxed to continuous
+    (``fix="integers"`` fixes them too), the remaining LP is solved with the cost objective
+    (``obj_cost``, else the active objective), and the dual of each ``power_cap[s,t]``,
+    ``capacity_gpus[s,g,t]`` and ``network_bandwidth[l,t]`` row becomes the dollars saved by one
+    more unit of capacity for one hour: ``-dual / H`` for a ``<=`` row of a minimisation
+    (positive where the ceiling binds, 0 where it does not). A row that the fixed decisions
+    turn into a constant has nothing left to re-allocate and gets 0.
+
+    Why not fix every integer: power and GPU rows hold only integer terms (gang GPUs and
+    inference GPU counts), so with all of them fixed no capacity row has a free variable and
+    every marginal would be 0. Relaxing the inference GPU counts keeps the question the duals
+    answer ("what would one more MW at this site save, keeping the training plan?") meaningful.
+
+    H is ``period_hours`` (else ``model.period_hours``, else 1). The rows must state the
+    capacity in its unit as the constant side (``power_mw[s,t] <= power_cap_mw``).
     Units: $/MWh for power, $/GPU-hour for GPUs, $/Gbps-hour for bandwidth. These are local
-    values of the fixed plan: they do not price re-planning the jobs. Variable values and
-    fixings are left as they were.
+    values of the fixed plan: they do not price re-planning the jobs, and hold only for small
+    changes. Variable values and fixings are left as they were.
     """
     import pyomo.environ as pyo
 
+    if fix not in ("binaries", "integers"):
+        raise ValueError(f"fix must be 'binaries' or 'integers', not {fix!r}")
     options = options or SolveOptions()
     H = float(period_hours) if period_hours is not None else _period_hours(model)
     fixed = []
-    for v in model.component_data_objects(pyo.Var, descend_into=True):
-        if not v.fixed and v.is_integer():
+    try:
+        for v in model.component_data_objects(pyo.Var, descend_into=True):
+            if v.fixed or not v.is_integer():
+                continue
+            if fix == "binaries" and not v.is_binary():
+                continue
             if v.value is None:
-                for u in fixed:
-                    u.unfix()
                 raise SolveError(f"{v.name} has no value: solve the model before asking duals")
             v.fix(round(v.value))
             fixed.append(v)
-    try:
         obj = getattr(model, "obj_cost", None)
         if obj is None:
             obj = _objective_components(model, options, None)[0]
         comp = _compile(model, [obj])
-        h = _new_highs(options)
+        h = _new_highs(options, time_limit=None)
         _pass(h, comp, 0, integer=False)
         h.run()
         hs = _hs()
         if h.getModelStatus() != hs.HighsModelStatus.kOptimal:
             raise SolveError(
-                "the LP with integers fixed did not solve to optimality "
+                "the LP with the plan fixed did not solve to optimality "
                 f"({h.modelStatusToString(h.getModelStatus())}); no duals"
             )
         row_dual = np.asarray(h.getSolution().row_dual)
     finally:
         for v in fixed:
             v.unfix()
-    # Per constraint: use its upper-bound (or equality) row; a ">=" row only when it has no
-    # upper bound (a ceiling written as cap - use >= 0).
-    picked: dict[int, tuple[Any, float]] = {}
+    # Per constraint: its upper-bound (or equality) row; a ">=" row only when it has no upper
+    # bound (a ceiling written as cap - use >= 0).
+    saved: dict[int, float] = {}
     for i, row in enumerate(comp.rows):
         con = row.constraint
-        parent = con.parent_component().local_name
-        if parent not in DUAL_ROWS:
+        if con.parent_component().local_name not in DUAL_ROWS:
             continue
         mult = 1 if row.bound_type >= 0 else -1
-        key = id(con)
-        if key in picked and mult == -1:
+        if id(con) in saved and mult == -1:
             continue
-        picked[key] = (con, -mult * row_dual[i])
+        saved[id(con)] = -mult * float(row_dual[i])
     records = []
-    for con, saved in picked.values():
-        kind, fields = DUAL_ROWS[con.parent_component().local_name]
-        idx = con.index()
-        idx = idx if isinstance(idx, tuple) else (idx,)
-        rec = {"kind": kind, "site": None, "gpu_type": None, "link": None, "period": None}
-        rec.update(dict(zip(fields, idx, strict=False)))
-        saved = 0.0 if abs(saved) < 1e-9 else float(saved)
-        rec["marginal_usd_per_unit_h"] = saved / H
-        records.append(rec)
-    df = pd.DataFrame.from_records(records, columns=list(DUAL_COLUMNS))
-    return _typed_duals(df)
+    for name, (kind, fields) in DUAL_ROWS.items():
+        comp_ = getattr(model, name, None)
+        if comp_ is None or not isinstance(comp_, pyo.Constraint):
+            continue
+        for idx, con in comp_.items():
+            if not con.active:
+                continue
+            key = idx if isinstance(idx, tuple) else (idx,)
+            rec = {"kind": kind, "site": None, "gpu_type": None, "link": None, "period": None}
+            rec.update(dict(zip(fields, key, strict=False)))
+            value = saved.get(id(con), 0.0)
+            rec["marginal_usd_per_unit_h"] = 0.0 if abs(value) < 1e-9 else value / H
+            records.append(rec)
+    return _typed_duals(pd.DataFrame.from_records(records, columns=list(DUAL_COLUMNS)))
 
 
 def _typed_duals(df: pd.DataFrame) -> pd.DataFrame:
