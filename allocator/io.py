@@ -21,6 +21,7 @@ the entity, the field and the value; this module never builds model constraints.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import math
@@ -33,7 +34,7 @@ import yaml
 from pydantic import ValidationError
 
 from allocator.errors import InputError, Problem
-from allocator.schema import ExecutionOption, Instance, ModelProfile
+from allocator.schema import ExecutionOption, Horizon, Instance, ModelProfile
 
 TABLE_KEYS = ("jobs_csv", "links_csv", "demand_csv", "site_series_csv")
 SERIES_FIELDS = ("power_cap_mw", "energy_price_usd_per_mwh", "carbon_g_per_kwh")
@@ -93,7 +94,7 @@ def instance_from_dict(
         raise InputError([Problem("instance", "-", f"instance is {kind}, expected a mapping of fields",
                                   "pass a dict with keys like 'horizon', 'gpu_types', 'sites'",
                                   rule="yaml-top-level")], source=source)
-    data = dict(data)
+    data = copy.deepcopy(data)  # tables are merged into it; the caller's mapping stays as it was
     problems: list[Problem] = []
     origin: dict[tuple, str] = {}
     base = Path(base_dir) if base_dir is not None else None
@@ -259,8 +260,8 @@ def read_yaml(path: Path) -> Any:
     return data
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that records keys given twice in one mapping."""
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (libyaml's where installed) that records keys given twice in a mapping."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -320,7 +321,7 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     return df
 
 
-def _row_name(df: pd.DataFrame, i: int) -> str:
+def _row_name(df: _Table, i: int) -> str:
     """Where row i is, as a user finds it: ``jobs.csv row 5`` (1-based, header is row 1) for a
     file, ``jobs frame index 3`` for a DataFrame."""
     if df.attrs.get("frame"):
@@ -328,7 +329,7 @@ def _row_name(df: pd.DataFrame, i: int) -> str:
     return f"{df.attrs.get('file', 'table')} row {i + 2}"
 
 
-def _require(df: pd.DataFrame, cols: tuple[str, ...], key: str, problems: list[Problem]) -> bool:
+def _require(df: _Table, cols: tuple[str, ...], key: str, problems: list[Problem]) -> bool:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         problems.append(Problem("file", df.attrs.get("file") or df.attrs.get("frame") or key,
@@ -339,10 +340,9 @@ def _require(df: pd.DataFrame, cols: tuple[str, ...], key: str, problems: list[P
     return True
 
 
-def _cell(df: pd.DataFrame, i: int, col: str, kind: str, problems: list[Problem], *, required: bool = True):
+def _cell(df: _Table, i: int, col: str, kind: str, problems: list[Problem], *, required: bool = True):
     """Parse one cell; on failure record (file, row), the column and the value, and return None."""
-    raw = df.iat[i, df.columns.get_loc(col)]
-    text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
+    text = df.cols[col][i].strip()
     where = _row_name(df, i)
     if text == "":
         if required:
@@ -381,16 +381,27 @@ def _cell(df: pd.DataFrame, i: int, col: str, kind: str, problems: list[Problem]
         return None
 
 
-def _frame_from_any(df: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Normalise a table to the all-string form the CSV reader produces; a caller's DataFrame
-    keeps its index labels for messages."""
-    if df.attrs.get("file") and not df.attrs.get("frame"):
-        return df  # straight from _read_csv
-    out = pd.DataFrame(index=df.index)
-    for c in df.columns:
-        out[str(c).strip()] = [_text(v) for v in df[c].tolist()]
-    out.attrs["frame"] = df.attrs.get("frame") or key.removesuffix("_csv")
-    return out
+class _Table:
+    """A table as plain Python lists of cell text (fast to read cell by cell), with the
+    ``attrs`` naming where it came from: ``file`` for a CSV, ``frame`` for a DataFrame."""
+
+    def __init__(self, columns: list[str], cols: dict[str, list[str]], index: list, attrs: dict):
+        self.columns, self.cols, self.index, self.attrs = columns, cols, index, attrs
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _frame_from_any(df: pd.DataFrame, key: str) -> _Table:
+    """Normalise a CSV-read or caller's DataFrame to cell text; a caller's DataFrame keeps
+    its index labels for messages."""
+    columns = [str(c).strip() for c in df.columns]
+    if df.attrs.get("file") and not df.attrs.get("frame"):  # straight from _read_csv: all text
+        cols = {c: ["" if v is None else str(v) for v in df[orig].tolist()]
+                for c, orig in zip(columns, df.columns, strict=True)}
+        return _Table(columns, cols, list(range(len(df))), {"file": df.attrs["file"]})
+    cols = {c: [_text(v) for v in df[orig].tolist()] for c, orig in zip(columns, df.columns, strict=True)}
+    return _Table(columns, cols, list(df.index), {"frame": df.attrs.get("frame") or key.removesuffix("_csv")})
 
 
 def _text(v: Any) -> str:
@@ -470,7 +481,7 @@ def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem]
                 origin[("jobs", len(jobs))] = _row_name(df, i)
                 by_id[jid] = job
                 jobs.append(job)
-            if has_options and str(df.iat[i, df.columns.get_loc("gpu_type")]).strip():
+            if has_options and df.cols["gpu_type"][i].strip():
                 origin[("jobs", index[jid], "options", len(job["options"]))] = _row_name(df, i)
                 job["options"].append({"gpu_type": _cell(df, i, "gpu_type", "str", problems),
                                        "gpus": _cell(df, i, "gpus", "int", problems),
@@ -486,8 +497,8 @@ def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem]
         _unknown_columns(df, ("service", "region", "period", "tokens_per_s"), problems)
         periods = _periods(data)
         services = _items(data, "services")
-        if services is None:
-            return
+        if services is None or periods is None:
+            return  # the schema reports the horizon or the services
         by_id = _by_id(services)
         pos = {id(s): k for k, s in enumerate(services)}
         for i in range(len(df)):
@@ -516,8 +527,8 @@ def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem]
         _unknown_columns(df, ("site", "period", *SERIES_FIELDS), problems)
         periods = _periods(data)
         sites = _items(data, "sites")
-        if sites is None:
-            return
+        if sites is None or periods is None:
+            return  # the schema reports the horizon or the sites
         by_id = _by_id(sites)
         pos = {id(s): k for k, s in enumerate(sites)}
         for i in range(len(df)):
@@ -540,7 +551,7 @@ def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem]
                 origin[("sites", pos[id(by_id[sid])], f, t)] = where
 
 
-def _unknown_columns(df: pd.DataFrame, known: tuple[str, ...], problems: list[Problem]) -> None:
+def _unknown_columns(df: _Table, known: tuple[str, ...], problems: list[Problem]) -> None:
     unknown = [c for c in df.columns if c not in known]
     if unknown:
         hints = [f"{c!r}: did you mean {m[0]!r}?" for c in unknown
@@ -568,7 +579,7 @@ def _in_range(t: int, periods: int | None, where: str, problems: list[Problem]) 
 def _set_at(series: Any, t: int, val: float, periods: int | None) -> Any:
     """Set period t of a constant-or-list series given in YAML, expanding a constant."""
     if isinstance(series, list):
-        out = list(series)
+        out = series  # ours: instance_from_dict works on a deep copy of the caller's mapping
     else:
         fill = series if isinstance(series, (int, float)) and not isinstance(series, bool) else 0.0
         out = [fill] * (periods or (t + 1))
@@ -579,10 +590,11 @@ def _set_at(series: Any, t: int, val: float, periods: int | None) -> Any:
 
 
 def _periods(data: dict) -> int | None:
-    h = data.get("horizon")
-    if isinstance(h, dict) and isinstance(h.get("periods"), int) and not isinstance(h.get("periods"), bool):
-        return h["periods"] if h["periods"] > 0 else None
-    return None
+    """horizon.periods if the horizon is valid, else None (the schema reports it)."""
+    try:
+        return Horizon.model_validate(data.get("horizon")).periods
+    except ValidationError:
+        return None
 
 
 # --------------------------------------------------------------------------- profiles
