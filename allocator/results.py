@@ -284,7 +284,7 @@ def summary_dict(result: Result, *, fmt: str | None = None,
         "total_cost_usd": sum(costs.values()) if costs else None,
         "emissions_t": result.emissions_t if result.emissions_t is not None else base.get("emissions_t"),
         "unserved_mtok": base.get("unserved_mtok", _unserved_mtok(result, base)),
-        "dropped_jobs": list(base.get("dropped_jobs", [])),
+        "dropped_jobs": list(base["dropped_jobs"]) if base.get("dropped_jobs") is not None else None,
         "build_s": result.build_s,
         "solve_s": result.solve_s,
         "solver": result.solver or base.get("solver", ""),
@@ -389,6 +389,13 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def check_export_target(out_dir: str | Path, force: bool = False) -> None:
+    """Raise the error ``export_result`` would raise for ``out_dir`` (a schedule there and no
+    force, a non-empty folder of other files, a file): lets a command refuse before a long
+    solve rather than after it."""
+    _check_target(Path(out_dir), force)
 
 
 def _check_target(out: Path, force: bool) -> None:
