@@ -478,10 +478,10 @@ def cost_figure(summary: dict[str, Any], frames: dict[str, pd.DataFrame]) -> Plo
     return Plot("fig-costs", "costs", "Cost breakdown", alt, fig, section="costs")
 
 
-def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[str, str]]
-                 ) -> Plot | None:
+def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[str, str]],
+                 labels: dict[str, str] | None = None) -> Plot | None:
     """Each metric (rows) against each swept parameter (columns); with several parameters,
-    one line per combination of the others."""
+    one line per combination of the others (as points only past eight combinations)."""
     if results is None or not len(results) or not params or not metrics:
         return None
     ok = results
@@ -507,14 +507,15 @@ def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[s
                     key = key if isinstance(key, tuple) else (key,)
                     lab = ", ".join(f"{_short(q)}={_fmt_num(k)}"
                                     for q, k in zip(others, key, strict=True))
-                    ax.plot(x, y, marker="o", markersize=3, linewidth=1.2, label=lab or None)
+                    ax.plot(x, y, marker="o", markersize=3, label=lab or None,
+                            linewidth=1.2 if len(groups) <= 8 else 0)
                     n_lines += 1
                 if len(failed):
                     fx = pd.to_numeric(failed[p], errors="coerce")
                     ax.plot(fx, np.zeros(len(fx)), linestyle="none", marker="x", color=CAP_COLOR,
                             label="no schedule")
                 if i == nr - 1:
-                    ax.set_xlabel(_short(p))
+                    ax.set_xlabel((labels or {}).get(p, _short(p)))
                 else:
                     ax.tick_params(labelbottom=False)
                 if j == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import math
 import numbers
 import re
@@ -108,15 +109,45 @@ def load_schedule(folder: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str
     return dict(sched.frames), dict(sched.summary)
 
 
-def load_sweep(folder: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """The sweep's results table and the names of its swept parameter columns."""
+def load_sweep(folder: str | Path) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """The sweep's results table, its swept parameter columns and their axis labels.
+
+    The parameters are those listed in the sweep's manifest (sweep.json) when it has one,
+    else the columns that look like inputs (``sweep_parameters``); only those that vary are
+    drawn. A parameter applied as a scale factor is labelled so."""
     folder = Path(folder)
     path = folder / "results.csv"
     try:
         results = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise _bad(path, f"cannot be read as CSV ({e})", "re-run the sweep") from None
-    return results, sweep_parameters(results)
+    manifest = _read_manifest(folder / "sweep.json")
+    listed = [p for p in manifest.get("parameters", []) if isinstance(p, dict)]
+    if listed:
+        params = [str(p.get("column")) for p in listed
+                  if str(p.get("column")) in results.columns
+                  and _varies_numerically(results[str(p.get("column"))])]
+        ops = {str(p.get("column")): str(p.get("op", "set")) for p in listed}
+    else:
+        params, ops = sweep_parameters(results), {}
+    labels = {p: figures._short(p) + (" (factor)" if ops.get(p) == "scale" else "")
+              for p in params}
+    return results, params, labels
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _bad(path, f"cannot be read as JSON ({e})", "re-run the sweep") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _varies_numerically(col: pd.Series) -> bool:
+    values = pd.to_numeric(col, errors="coerce")
+    return bool(values.notna().any() and values.nunique(dropna=True) >= 2)
 
 
 def sweep_parameters(results: pd.DataFrame) -> list[str]:
@@ -127,10 +158,8 @@ def sweep_parameters(results: pd.DataFrame) -> list[str]:
     for col in results.columns:
         if col in outcome or str(col).startswith(_NOT_PARAM_PREFIXES):
             continue
-        values = pd.to_numeric(results[col], errors="coerce")
-        if values.notna().sum() == 0 or values.nunique(dropna=True) < 2:
-            continue
-        params.append(col)
+        if _varies_numerically(results[col]):
+            params.append(col)
     return params
 
 
@@ -138,13 +167,13 @@ def sweep_parameters(results: pd.DataFrame) -> list[str]:
 
 
 def _sweep_report(folder: Path, *, instance, png_dir) -> Report:
-    results, params = load_sweep(folder)
+    results, params, labels = load_sweep(folder)
     metrics = []
     for candidates, label in SWEEP_METRICS:
         col = next((c for c in candidates if c in results.columns), None)
         if col is not None and pd.to_numeric(results[col], errors="coerce").notna().any():
             metrics.append((col, label))
-    plot = figures.sweep_figure(results, params, metrics)
+    plot = figures.sweep_figure(results, params, metrics, labels)
     plots = [plot] if plot is not None else []
     parts = [_sweep_section(results, params, plot)]
     best = _best_scenario(folder, results)
@@ -365,7 +394,7 @@ h3 { font-size: 14px; margin: 10px 0 6px; }
 .explanation { background: #fdf2f2; border: 1px solid #f3c7c7; border-radius: 6px;
                padding: 6px 14px; margin-top: 10px; }
 figure { margin: 12px 0 18px; }
-figure .svg svg { width: 100%; height: auto; display: block; }
+figure .svg svg { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 6px 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 3px 10px; text-align: left; }

@@ -456,6 +456,21 @@ def test_sweep_parameters_are_the_varying_inputs(demo, tmp_path):
                                          "carbon_price_usd_per_t"]
 
 
+def test_sweep_manifest_names_the_parameters(demo, tmp_path):
+    from allocator.report import load_sweep
+
+    folder = tmp_path / "sweep"
+    write_sweep(demo, folder)
+    # the manifest lists one parameter, applied as a factor; the carbon column is then not
+    # a parameter even though it varies, and a listed column that is absent is ignored
+    (folder / "sweep.json").write_text(json.dumps({"parameters": [
+        {"column": "sites[colossus-1].power_cap_mw", "path": "x", "op": "scale"},
+        {"column": "not-in-results", "path": "y", "op": "set"}]}))
+    _, params, labels = load_sweep(folder)
+    assert params == ["sites[colossus-1].power_cap_mw"]
+    assert labels == {"sites[colossus-1].power_cap_mw": "sites[colossus-1].power_cap_mw (factor)"}
+
+
 def test_sweep_report_has_curves_and_the_best_schedule(demo, tmp_path):
     folder = tmp_path / "sweep"
     write_sweep(demo, folder)
