@@ -106,15 +106,15 @@ def solve(
     emissions = None
     explanation: list[str] = []
     if outcome.status.has_schedule:
-        from allocator.formulation.extract import extract_costs, extract_frames
+        from allocator.formulation import extract
 
         with clock("extract_s"):
-            frames = extract_frames(model, inst, index)
-            costs = {k: float(v) for k, v in extract_costs(model).items()}
-            emissions = _emissions(model)
+            frames = extract.extract_frames(model, inst, index)
+            costs = {k: float(v) for k, v in extract.costs_from_frames(inst, frames).items()}
+            emissions = float(frames["sites"]["emissions_t"].sum())
         if opts.duals:
             with clock("duals_s"):
-                frames["duals"] = _duals(model, opts, inst, index, frames)
+                frames["duals"] = _duals(model, opts, inst, index)
     elif outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             explanation = explain_infeasible(inst, index, opts)
@@ -272,8 +272,8 @@ def _warm_start(model, inst: Instance, index, notes: list[str]) -> bool:
         return False
     try:
         decisions = greedy(inst, index)
-        training, inference_gpus = _decision_frames(decisions)
-        set_values(model, training, inference_gpus)
+        training, inference_gpus, inference = _decision_frames(decisions)
+        set_values(model, training, inference_gpus, inference)
     except Exception as e:  # noqa: BLE001 - a heuristic failure must not fail the solve
         log.warning("warm start skipped: %s: %s", type(e).__name__, e)
         notes.append(f"warm start skipped ({type(e).__name__}: {e})")
@@ -281,7 +281,7 @@ def _warm_start(model, inst: Instance, index, notes: list[str]) -> bool:
     return True
 
 
-def _decision_frames(decisions) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _decision_frames(decisions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     def get(name: str) -> pd.DataFrame:
         if isinstance(decisions, dict):
             df = decisions.get(name)
@@ -291,7 +291,7 @@ def _decision_frames(decisions) -> tuple[pd.DataFrame, pd.DataFrame]:
                 df = decisions.frames.get(name)
         return df if df is not None else pd.DataFrame()
 
-    return get("training"), get("inference_gpus")
+    return get("training"), get("inference_gpus"), get("inference")
 
 
 def _greedy_only(inst, index, opts, base, timings, clock) -> Result:
@@ -312,25 +312,18 @@ def _greedy_only(inst, index, opts, base, timings, clock) -> Result:
     return _finish(result, base, timings, index=index)
 
 
-def _emissions(model) -> float | None:
-    import pyomo.environ as pyo
-
-    if not hasattr(model, "emissions_t"):
-        return None
-    return float(pyo.value(model.emissions_t))
-
-
-def _duals(model, opts, inst, index, frames) -> pd.DataFrame:
+def _duals(model, opts, inst, index) -> pd.DataFrame:
     from allocator.solve import lp_duals
 
     duals = lp_duals(model, opts, period_hours=inst.horizon.period_hours)
-    links = frames.get("links")
-    # the duals name links as the model's rows do; use the links table's identity if it
-    # numbers them instead
-    if links is not None and "link" in links and pd.api.types.is_integer_dtype(links["link"]):
-        position = {label: i for i, label in enumerate(index.links["l"])}
-        duals["link"] = pd.array([position.get(x) if isinstance(x, str) else None
-                                  for x in duals["link"]], dtype="Int64")
+    # the model's rows name links by label; the schedule names them by their 0-based position
+    # in the instance's links list (docs/schedule-format.md)
+    position = {label: i for i, label in enumerate(index.links["l"])}
+    duals["link"] = pd.array(
+        [None if pd.isna(x) else position.get(x, x if isinstance(x, int) else None)
+         for x in duals["link"].astype(object)],
+        dtype="Int64",
+    )
     return duals
 
 

@@ -290,3 +290,122 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
         f"({gpus} GPUs), {inst.horizon.periods} periods of {inst.horizon.period_hours:g} h, seed {seed}",
         markup=False, soft_wrap=True)
     raise ExitWith(EXIT_OK)
+
+
+# --- solve ---
+@main.command("solve")
+@click.argument("instance", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder to write the schedule into (tables + summary.json).")
+@click.option("--time-limit", "time_limit", type=click.FloatRange(min=0), default=None,
+              metavar="S", help="Stop HiGHS after S seconds (a schedule found so far is kept "
+              "with its gap).")
+@click.option("--gap", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              metavar="G", help="Relative gap at which to stop, e.g. 0.01 for 1% "
+              "(default 0.0001).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="HiGHS threads.")
+@click.option("--seed", type=int, default=None, help="HiGHS random seed (default 0).")
+@click.option("--objective", type=click.Choice(["cost", "carbon", "carbon-then-cost",
+                                                "cost-then-carbon"]),
+              default="cost", show_default=True, help="What to minimise.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default="csv",
+              show_default=True, help="Format of the exported tables.")
+@click.option("--duals", is_flag=True, help="Also export marginal values of power, GPU and "
+              "bandwidth capacity (duals table).")
+@click.option("--heuristic", type=click.Choice(["greedy"]), default=None,
+              help="Use the greedy planner alone (no MIP; status feasible, no bound).")
+@click.option("--no-warm-start", "no_warm_start", is_flag=True,
+              help="Do not start HiGHS from the greedy plan.")
+@click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
+@click.option("--quiet", is_flag=True, help="Print only the status line.")
+@click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
+@guarded
+def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
+              no_warm_start, force, quiet, verbose):
+    """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
+    from allocator import results as results_mod
+    from allocator.api import solve
+    from allocator.options import SolveOptions
+
+    results_mod.check_export_target(out, force)  # refuse a taken --out before solving
+    changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
+    opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
+                        warm_start=not no_warm_start,
+                        **{k: v for k, v in changes.items() if v is not None})
+    result = solve(instance, opts)
+    folder = results_mod.export_result(result, out, fmt=fmt, force=force)
+    raise ExitWith(_render_solve(result, str(folder), quiet))
+
+
+def _render_solve(result, folder: str, quiet: bool) -> int:
+    """Print the outcome of a solve; return its exit code."""
+    from rich.table import Table
+
+    status = result.status.value
+    gap = "" if result.gap is None else f", gap {result.gap:.4%}"
+    obj = "" if result.objective is None else f", objective {result.objective:,.2f}"
+    console.print(f"{status}{obj}{gap}; schedule in {folder}", markup=False, soft_wrap=True)
+    if result.status.has_schedule and not quiet:
+        head = Table(show_header=False, box=None)
+        head.add_column()
+        head.add_column(justify="right")
+        head.add_row("objective", f"{result.objective:,.2f}")
+        head.add_row("best bound", "-" if result.bound is None else f"{result.bound:,.2f}")
+        head.add_row("gap", "-" if result.gap is None else f"{result.gap:.4%}")
+        for term, usd in result.costs.items():
+            if abs(usd) > 0.005:
+                head.add_row(f"  {term} $", f"{usd:,.2f}")
+        if result.total_cost is not None:
+            head.add_row("total cost $", f"{result.total_cost:,.2f}")
+        if result.emissions_t is not None:
+            head.add_row("emissions tCO2", f"{result.emissions_t:,.2f}")
+        head.add_row("build / solve s", f"{result.build_s:.2f} / {result.solve_s:.2f}")
+        head.add_row("solver", result.solver)
+        console.print(head)
+        util = _site_utilisation(result.frames)
+        if util:
+            t = Table(title="peak utilisation per site")
+            for c in ("site", "GPUs in use / available", "power MW / ceiling"):
+                t.add_column(c, justify="left" if c == "site" else "right")
+            for row in util:
+                t.add_row(*row)
+            console.print(t)
+    if result.message and not quiet:
+        console.print(f"note: {result.message}", markup=False)
+    if result.status.has_schedule:
+        return EXIT_OK
+    if result.status.value == "infeasible":
+        err_console.print("the instance is infeasible:", markup=False)
+        for line in result.explanation or ["(no explanation available)"]:
+            err_console.print(f"  - {line}", markup=False)
+        return EXIT_INFEASIBLE
+    if result.status.value == "no_solution":
+        err_console.print(
+            "no schedule found within the limits; try a longer --time-limit, a larger --gap "
+            "(e.g. 0.01), or a smaller instance", markup=False)
+        return EXIT_NO_SOLUTION
+    err_console.print(f"the solve ended with status {status}: {result.message}; this points "
+                      "to a modelling bug, please report it with the instance", markup=False)
+    return EXIT_BUG
+
+
+def _site_utilisation(frames) -> list[tuple[str, str, str]]:
+    """Per site: peak GPUs in use over all types against what is available in that period, and
+    the peak power against its ceiling in that period."""
+    gpus, sites = frames.get("site_gpus"), frames.get("sites")
+    rows = []
+    if gpus is None or sites is None or gpus.empty:
+        return rows
+    per = gpus.groupby(["site", "period"], sort=False)[["gpus_in_use", "gpus_available"]].sum()
+    for site, g in per.groupby(level="site", sort=False):
+        peak = g.loc[g["gpus_in_use"].idxmax()]
+        power = sites[sites["site"] == site]
+        if len(power):
+            p = power.loc[(power["power_mw"] / power["power_cap_mw"].where(
+                power["power_cap_mw"] > 0)).fillna(0).idxmax()]
+            ptxt = f"{p['power_mw']:,.2f} / {p['power_cap_mw']:,.2f}"
+        else:
+            ptxt = "-"
+        rows.append((str(site), f"{int(peak['gpus_in_use']):,} / {int(peak['gpus_available']):,}",
+                     ptxt))
+    return rows

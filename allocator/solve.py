@@ -501,11 +501,15 @@ def solve_model(
             o.deactivate()
         objs[0].activate()
 
-    if final.has_values and x is not None:
-        _write_back(model, comp, x)
     sense = comp.senses[k] if comp.senses else 1
     obj = None if final.objective is None else sense * final.objective
     bound = None if final.bound is None else sense * final.bound
+    if final.has_values and x is not None:
+        _write_back(model, comp, x)
+        # Report the objective of the values as loaded (integers rounded), so it agrees with
+        # the cost terms read from the model to the cent; HiGHS's own figure may differ by
+        # its tolerances times large coefficients.
+        obj = float(pyo.value(objs[k].expr))
     message = final.message
     if len(objs) == 2 and not first.has_values:
         message = f"first objective ({_label(objs[0])}): {first.message or first.raw}"
@@ -644,10 +648,14 @@ def lp_duals(
 def _typed_duals(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col in ("kind", "site", "gpu_type", "link"):
-        out[col] = out[col].map(lambda x: None if x is None else str(x)).astype("string")
+        out[col] = pd.array([None if _missing(x) else str(x) for x in out[col]], dtype="string")
     out["period"] = pd.array(out["period"], dtype="Int64")
     out["marginal_usd_per_unit_h"] = out["marginal_usd_per_unit_h"].astype(float)
     return out.reset_index(drop=True)
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
 
 
 def dual_totals(duals: pd.DataFrame, period_hours: float = 1.0) -> pd.DataFrame:

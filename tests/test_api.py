@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import allocator
-from allocator import InputError
+from allocator import InputError, instance_from_dict
 from allocator.errors import ModelTooLargeError
 from allocator.options import SolveOptions
 from allocator.results import COST_TERMS, Status
@@ -145,3 +145,103 @@ def test_api_from_a_path_and_summary_keys():
     assert res.summary["instance"]["name"] == "demo"
     assert res.summary["options"]["time_limit_s"] == 0.0
     assert set(res.costs) <= set(COST_TERMS)
+
+
+# ---------------------------------------------------------------- solved, and verified
+
+
+def verified(res, inst_data, tmp_path, fmt: str = "csv"):
+    """Export the result and check it with the independent verifier."""
+    from allocator.verify import verify_schedule
+
+    assert res.status.has_schedule, res.message
+    folder = res.export(tmp_path / f"schedule-{fmt}", fmt=fmt)
+    violations = verify_schedule(instance_from_dict(inst_data), folder)
+    assert violations == [], "\n".join(map(str, violations))
+    return res
+
+
+def test_two_jobs_share_the_cheap_site_one_after_the_other(tmp_path):
+    # j1 and j2: 8 GPUs for 2 h each; a (2 $/GPU-h) holds one gang at a time and the
+    # horizon has 4 periods, so both run at a, back to back: 2 x (8 x 2 h x 2 $) = 64 $.
+    # j2 due by period 2 (hard) must go first: j2 in periods 0-1, j1 in 2-3.
+    d = with_jobs(job("j1"), job("j2", deadline_period=2))
+    res = verified(allocator.solve(d), d, tmp_path)
+    assert res.status is Status.OPTIMAL
+    assert res.objective == pytest.approx(64.0)
+    assert res.costs["ondemand_lease"] == pytest.approx(64.0)
+    assert res.total_cost == pytest.approx(64.0)
+    t = res.frames["training"].set_index("job")
+    assert t.loc["j2", "site"] == "a" and t.loc["j2", "start_period"] == 0
+    assert t.loc["j1", "site"] == "a" and t.loc["j1", "start_period"] == 2
+    assert res.summary["status"] == "optimal"
+    assert res.summary["total_cost_usd"] == pytest.approx(64.0)
+    assert res.summary["dropped_jobs"] == []
+    assert res.summary["model"]["integer_columns"] > 0
+    assert res.build_s > 0 and res.solve_s >= 0 and res.solver.startswith("HiGHS")
+
+
+def carbon_sites() -> dict:
+    """j1: 8 GPUs (1 kW, PUE 1) for 2 h = 16 kWh = 0.016 MWh wherever it runs.
+
+        site  $/GPU-h  gCO2/kWh   cost $ (8 x 2 h x price)   tCO2 (0.016 x g / 1000)
+        a       2.0      800        32                        0.0128
+        b       3.0      100        48                        0.0016
+        c       2.5      100        40                        0.0016
+        d       2.0      400        32                        0.0064
+    cost: 32 (a or d); carbon: 0.0016 (b or c);
+    carbon-then-cost: of b, c the cheaper is c -> cost 40;
+    cost-then-carbon: of a, d the cleaner is d -> 0.0064 t."""
+    def site(sid, price, carbon):
+        return {"id": sid, "provider": "p", "power_cap_mw": 1.0, "carbon_g_per_kwh": carbon,
+                "pools": [{"gpu_type": "H100", "available": 8,
+                           "ondemand_price_usd_per_gpu_h": price}]}
+
+    d = tiny_dict()
+    d["sites"] = [site("a", 2.0, 800), site("b", 3.0, 100), site("c", 2.5, 100),
+                  site("d", 2.0, 400)]
+    return d
+
+
+@pytest.mark.parametrize(
+    ("mode", "objective", "site", "cost"),
+    [
+        ("cost", 32.0, None, 32.0),
+        ("carbon", 0.0016, None, None),
+        ("carbon-then-cost", 40.0, "c", 40.0),
+        ("cost-then-carbon", 0.0064, "d", 32.0),
+    ],
+)
+def test_objective_modes_on_sites_where_cost_and_carbon_disagree(tmp_path, mode, objective,
+                                                                  site, cost):
+    d = carbon_sites()
+    res = verified(allocator.solve(d, objective=mode), d, tmp_path)
+    assert res.status is Status.OPTIMAL
+    assert res.objective == pytest.approx(objective, rel=1e-6)
+    placed = res.frames["training"]["site"].tolist()
+    if site is not None:
+        assert placed == [site]
+    if cost is not None:
+        assert res.total_cost == pytest.approx(cost)
+    if mode == "carbon":
+        assert res.emissions_t == pytest.approx(0.0016) and placed[0] in ("b", "c")
+    if "-then-" in mode:
+        first, second = res.summary["stages"]
+        assert (first["objective_name"], second["objective_name"]) == tuple(mode.split("-then-"))
+
+
+def test_duals_are_in_the_result_and_name_links_by_position(tmp_path):
+    d = tiny_dict()
+    res = allocator.solve(d, duals=True)
+    duals = res.frames["duals"]
+    assert list(duals.columns) == ["kind", "site", "gpu_type", "link", "period",
+                                   "marginal_usd_per_unit_h"]
+    verified(res, d, tmp_path, fmt="json")
+
+
+def test_greedy_heuristic_alone_is_a_feasible_result_without_bound(tmp_path):
+    d = with_jobs(job("j1"), job("j2", deadline_period=2))
+    res = verified(allocator.solve(d, heuristic="greedy"), d, tmp_path)
+    assert res.status is Status.FEASIBLE
+    assert res.bound is None
+    assert res.total_cost >= 64.0 - 1e-9  # never better than the optimum

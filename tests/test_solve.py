@@ -6,6 +6,8 @@ mapping, lexicographic stages, MIP starts and duals are tested on their own.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pyomo.environ as pyo
 import pytest
@@ -253,8 +255,7 @@ def test_mip_start_is_used_as_incumbent():
 
 
 def test_threads_are_set_once_per_process(caplog):
-    import allocator.solve as solve_mod
-
+    solve_mod = importlib.import_module("allocator.solve")  # the module, not allocator.solve()
     m = knapsack_with_constant()
     solve_model(m, SolveOptions(threads=1))
     first = solve_mod._scheduler_threads["threads"]
