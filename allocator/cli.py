@@ -43,7 +43,8 @@ def guarded(fn):
         except InputError as e:
             if debug:
                 traceback.print_exc()
-            err_console.print(str(e), markup=False)
+            # one problem per line, never hard-wrapped: users grep and copy these lines
+            err_console.print(str(e), markup=False, soft_wrap=True)
             sys.exit(EXIT_INPUT)
         except ModelTooLargeError as e:
             err_console.print(f"error: {e}", markup=False)
@@ -161,9 +162,9 @@ def validate_cmd(instance, as_json, profiles_dir):
         raise ExitWith(EXIT_INPUT if errs else EXIT_OK)
     if errs:
         n = len(errs)
-        err_console.print(f"{instance}: {n} problem{'s' if n != 1 else ''} in the instance", markup=False)
+        err_console.print(f"{instance}: {n} problem{'s' if n != 1 else ''} in the instance", markup=False, soft_wrap=True)
         for line in format_problems(errs):
-            err_console.print(line, markup=False)
+            err_console.print(line, markup=False, soft_wrap=True)
     if inst is not None and not errs:
         from rich.table import Table
 
@@ -188,12 +189,12 @@ def validate_cmd(instance, as_json, profiles_dir):
         console.print(table)
     if warns:
         target = err_console if errs else console
-        target.print(f"{len(warns)} warning{'s' if len(warns) != 1 else ''}:", markup=False)
+        target.print(f"{len(warns)} warning{'s' if len(warns) != 1 else ''}:", markup=False, soft_wrap=True)
         for line in format_problems(warns):
-            target.print(line, markup=False)
+            target.print(line, markup=False, soft_wrap=True)
     if errs:
         raise ExitWith(EXIT_INPUT)
-    console.print(f"valid: no errors, {len(warns)} warning{'s' if len(warns) != 1 else ''}", markup=False)
+    console.print(f"valid: no errors, {len(warns)} warning{'s' if len(warns) != 1 else ''}", markup=False, soft_wrap=True)
     raise ExitWith(EXIT_OK)
 
 
