@@ -22,6 +22,7 @@ the entity, the field and the value; this module never builds model constraints.
 from __future__ import annotations
 
 import copy
+import csv
 import difflib
 import io
 import math
@@ -312,9 +313,11 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         problems.append(Problem("file", name, f"only one column {df.columns[0]!r}: wrong delimiter",
                                 "separate columns with commas", rule="csv-delimiter"))
         return None
-    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup or any(c.startswith("Unnamed:") for c in df.columns):
-        problems.append(Problem("file", name, f"header has duplicate or empty column names: {list(df.columns)}",
+    header = [c.strip() for c in next(csv.reader([blob.decode("utf-8-sig", "replace").splitlines()[0]]), [])]
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup or "" in header:
+        what = f"column {', '.join(map(repr, dup))} appears twice" if dup else "a column has no name"
+        problems.append(Problem("file", name, f"header: {what} ({', '.join(header)})",
                                 "give every column one distinct name", rule="csv-header"))
         return None
     df.attrs["file"] = name

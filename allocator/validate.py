@@ -204,6 +204,7 @@ class _Validator:
         self._net: Network | None = None
         self._caps: dict[str, np.ndarray] = {}
         self._rolling: dict[tuple[str, int], np.ndarray] = {}
+        self._dist: dict[str, dict[str, float]] = {}
 
     # ---- helpers
 
@@ -228,6 +229,14 @@ class _Validator:
         if self._net is None:
             self._net = Network(self.inst)
         return self._net
+
+    def latency_from(self, node: str) -> dict[str, float]:
+        """Lowest latency (ms) from ``node`` to every node reachable from it (cached)."""
+        if node not in self._dist:
+            g = self.net.graph
+            self._dist[node] = (nx.single_source_dijkstra_path_length(g, node, weight="latency_ms")
+                                if node in g else {node: 0.0})
+        return self._dist[node]
 
     def duration(self, hours: float) -> int:
         """Periods an option of ``hours`` occupies: ceil(hours / H), with float noise removed."""
@@ -553,8 +562,8 @@ class _Validator:
             if unknown or not sites:
                 continue
             if j.dataset_source in self.data_sources:
-                src = self.data_sources[j.dataset_source].node_id
-                routed = [s for s in sites if self.net.route(src, s.node_id) is not None]
+                reach = self.latency_from(self.data_sources[j.dataset_source].node_id)
+                routed = [s for s in sites if s.node_id in reach]
                 if not routed:
                     self.add("data-unreachable" if j.mandatory else "optional-never-runs", "jobs", j.id,
                              f"dataset_source: no route from {j.dataset_source!r} to any allowed site "
@@ -684,8 +693,8 @@ class _Validator:
             for r in demanded:
                 if r not in self.regions:
                     continue
-                node = self.regions[r].node_id
-                lat = {s.id: self.net.latency_ms(s.node_id, node) for s in sites}
+                reach = self.latency_from(self.regions[r].node_id)
+                lat = {s.id: reach.get(s.node_id, math.inf) for s in sites}
                 near = [s for s in sites if lat[s.id] <= v.latency_slo_ms + 1e-9]
                 if not near:
                     if not sites:
