@@ -176,7 +176,8 @@ def dump_instance(inst: Instance, path: str | Path) -> Path:
     """Write an instance as one self-contained YAML file (tables inlined)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(instance_to_dict(inst), sort_keys=False, allow_unicode=True)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's where installed: fast
+    text = yaml.dump(instance_to_dict(inst), Dumper=dumper, sort_keys=False, allow_unicode=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
