@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import StrMethodFormatter  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from allocator.results import COST_TERMS  # noqa: E402
@@ -142,10 +143,25 @@ class Timeline:
         if self.start is None:
             ax.set_xlabel("period")
             return
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        locator = self._locator(ax)
         ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False))
+        # days as "Aug 05", hours as "12:00" with the date at midnight: no offset text needed
+        fmt = mdates.ConciseDateFormatter(
+            locator, show_offset=False,
+            formats=["%Y", "%b", "%b %d", "%H:%M", "%H:%M", "%S.%f"],
+            zero_formats=["", "%Y", "%b %d", "%b %d", "%H:%M", "%H:%M"])
+        ax.xaxis.set_major_formatter(fmt)
         ax.set_xlabel("time (UTC)")
+
+    def _locator(self, ax):
+        """Ticks on whole days (or hours for short horizons), as many as fit the axis."""
+        width_in = ax.get_position().width * ax.figure.get_size_inches()[0]
+        n = max(2, int(width_in / 0.9))  # one label per ~0.9 inch
+        hours = self.periods * self.period_hours
+        if hours > 48:
+            return mdates.DayLocator(interval=max(1, math.ceil(hours / 24 / n)))
+        step = next((h for h in (1, 2, 3, 4, 6, 12, 24) if hours / h <= n), 24)
+        return mdates.HourLocator(interval=step)
 
     def label(self, period: int) -> str:
         if self.start is None:
@@ -244,7 +260,8 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
     site_order = _site_order(frames, train["site"])
     train["_site_rank"] = train["site"].map({s: i for i, s in enumerate(site_order)})
     train = train.sort_values(["_site_rank", "start_period", "job"], kind="stable")
-    colors = gpu_colors(train["gpu_type"])
+    colors = gpu_colors(_gpu_types(frames))
+    used = [g for g in colors if (train["gpu_type"] == g).any()]
     deadlines = _deadlines(instance)
 
     n = len(train)
@@ -290,14 +307,14 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
         timeline.format(ax)
         ax.grid(axis="x", color="#dddddd", linewidth=0.5)
         ax.set_axisbelow(True)
-        handles = [Patch(color=colors[g], label=g) for g in colors]
+        handles = [Patch(color=colors[g], label=g) for g in used]
         if deadlines:
             handles.append(Line2D([], [], color=CAP_COLOR, label="deadline"))
         _title(fig, "Training jobs by site (colour: GPU type)")
         _top_legend(fig, handles, y_in=0.36)
     sites_used = ", ".join(site_order)
     alt = (f"Gantt chart of {n} training job{'s' if n != 1 else ''} at {sites_used}, "
-           f"coloured by GPU type ({', '.join(colors)})")
+           f"coloured by GPU type ({', '.join(used)})")
     return Plot("fig-gantt", "gantt", "Training jobs", alt, fig, section="training")
 
 
@@ -312,13 +329,18 @@ def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) 
     has_power = st is not None and len(st) > 0
     if not types and not has_power:
         return None
-    colors = gpu_colors(frames["site_gpus"]["gpu_type"]) if types else {}
+    colors = gpu_colors(_gpu_types(frames))
     T = timeline.periods
     edges = timeline.edges()
     panels = len(types) + (1 if has_power else 0)
+    ncols = min(panels, 3)
+    nrows = math.ceil(panels / ncols)
     with plt.rc_context(STYLE):
-        fig = _new_figure(min(3.7 * panels + 0.4, 15.0), 3.0)
-        axes = _grid(fig, 1, panels, top=0.95, left=0.7)[0]
+        fig = _new_figure(3.7 * ncols + 0.4, 2.2 * nrows + 0.8 + 0.5 * (nrows - 1))
+        axes = _grid(fig, nrows, ncols, top=0.95, left=0.7, hspace=0.85).ravel()
+        for ax in axes[panels:]:
+            ax.set_visible(False)
+        axes = axes[:panels]
         for ax, g in zip(axes, types, strict=False):
             pool = sg[sg["gpu_type"] == g]
             training = _series(pool, "gpus_training", T)
@@ -336,6 +358,7 @@ def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) 
             ax.set_ylim(0, top * 1.08)
             ax.set_title(f"{g} GPUs", loc="left")
             ax.set_ylabel("GPUs")
+            ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
             timeline.format(ax)
         if has_power:
             ax = axes[-1]
@@ -552,6 +575,16 @@ def close(plots: list[Plot]) -> None:
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _gpu_types(frames: dict[str, pd.DataFrame]) -> list[str]:
+    """Every GPU type in the schedule, so each gets one colour across all figures."""
+    out: list[str] = []
+    for name in ("site_gpus", "training", "inference"):
+        df = frames.get(name)
+        if df is not None and len(df) and "gpu_type" in df:
+            out.extend(df["gpu_type"].astype(str))
+    return sorted(set(out))
 
 
 def _site_order(frames: dict[str, pd.DataFrame], extra) -> list[str]:

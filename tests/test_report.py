@@ -323,7 +323,7 @@ def test_gantt_bars_match_the_training_table(drawn):
     train = frames["training"]
     assert len(bars) == len(train)
     tl = Timeline.from_summary(summary, frames)
-    colors = gpu_colors(train["gpu_type"])
+    colors = gpu_colors(pd.concat([train["gpu_type"], frames["site_gpus"]["gpu_type"]]))
     got = sorted((round(b.get_x(), 6), round(b.get_x() + b.get_width(), 6),
                   tuple(np.round(b.get_facecolor()[:3], 3))) for b in bars)
     from matplotlib.colors import to_rgb
