@@ -50,7 +50,7 @@ class Index:
 
     placements       PLACEMENTS (j, o, s, t) with g, d, end, gpus, need_mw, site_extra_usd,
                      tardiness_h, tardiness_usd, egress_usd (dataset staging), staging_gbps,
-                     links (tuple of link labels of the staging route), late_h (0 here)
+                     links (tuple of link ids of the staging route), late_h (0 here)
     late_placements  hard-deadline overruns (late_h > 0): used only by the elastic model
     unplaced         job -> why it has no placement (mandatory ones make the instance infeasible)
     flows            FLOWS (v, r, s, g) within the latency SLO, with tokens_per_s_per_gpu,
@@ -61,7 +61,8 @@ class Index:
     service_periods  (v, s, g, t): the index of gpus_inf
     pools            (s, g, available, reserved, reserved/ondemand price, power_kw, pue, kw_per_gpu)
     site_periods     (s, t, power_cap_mw, energy_price_usd_per_mwh, carbon_g_per_kwh)
-    links            (l, a, b, bandwidth_gbps, egress_usd_per_gb) per instance link
+    links            (l, label, a, b, bandwidth_gbps, egress_usd_per_gb) per instance link;
+                     a link's id ``l`` is its 0-based position in ``Instance.links``
     precedences      (j, p): j may start only after p has ended
     """
 
@@ -228,7 +229,7 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
                 continue
             ok.append(True)
             ds_egress.append(job.dataset_tb * GB_PER_TB * route.egress_usd_per_gb)
-            ds_links.append(tuple(labels[i] for i in route.links))
+            ds_links.append(tuple(route.links))
         else:
             ok.append(True)
             ds_egress.append(0.0)
@@ -392,7 +393,7 @@ def _flows(inst: Instance, net: Network, pools: pd.DataFrame, labels: list[str])
                         continue
                     rows.append((v.id, r_id, s_id, g, float(tps), route.latency_ms,
                                  route.egress_usd_per_gb, v.bytes_per_token * 8.0 / 1e9,
-                                 tuple(labels[i] for i in route.links)))
+                                 tuple(route.links)))
     if not rows:
         return _empty(FLOW_COLUMNS)
     return pd.DataFrame(rows, columns=FLOW_COLUMNS)
@@ -435,7 +436,8 @@ def build_index(inst: Instance, net: Network | None = None) -> Index:
         .reset_index(drop=True) if len(flows) else _empty(["v", "s", "g", "tokens_per_s_per_gpu"])
     service_periods = serve[["v", "s", "g", "t"]].drop_duplicates().reset_index(drop=True)
     links = pd.DataFrame({
-        "l": labels,
+        "l": np.arange(len(inst.links), dtype=np.int64),
+        "label": labels,
         "a": [lk.a for lk in inst.links],
         "b": [lk.b for lk in inst.links],
         "bandwidth_gbps": [np.nan if lk.bandwidth_gbps is None else lk.bandwidth_gbps for lk in inst.links],

@@ -54,7 +54,8 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
     model._penalties = []
     model._placements = index.placements.iloc[0:0]
     model._unplaced_reasons = dict(index.unplaced)
-    model._link_labels = index.links["l"].tolist()
+    model._inst = inst
+    model._index = index
     for name, add in FAMILIES:
         if name in options.disabled_families:
             continue

@@ -2,13 +2,19 @@
 
 Sets
     GPU_PERIODS          (s, g, t) pools and periods with any possible usage
-    ONDEMAND_PERIODS     the subset of GPU_PERIODS whose pool has available > reserved
+    CAPACITY_ROWS        the subset where the usage bound max_use(s,g,t) exceeds available
+                         (elsewhere the row cannot bind and is left out; all rows if elastic)
+    ONDEMAND_PERIODS     the subset where min(max_use, available) exceeds reserved
 Expressions
     gpus_in_use[s,g,t] = sum_{(j,o,s,t0) in PLACEMENTS, g(o) = g, t0 <= t <= t0+d-1} gpus(j,o) * start[j,o,s,t0]
                          + sum_v gpus_inf[v,s,g,t]
                          (start-window expansion: a start at t0 of duration d is active in t0..t0+d-1)
+Parameters
+    max_use(s,g,t)       upper bound of gpus_in_use from data: every job that can run there
+                         counted once with its largest gang, plus the inference GPU bounds
 Variables
-    ondemand[s,g,t] in [0, available - reserved]: GPUs leased above the reserved block
+    ondemand[s,g,t] in [0, min(max_use, available) - reserved + 0.5]: GPUs leased above the
+                         reserved block (the + 0.5 is explained at ``_ondemand_ub``)
     slack_gpus[s,g,t] >= 0 (elastic only)
 Constraints
     capacity_gpus[s,g,t]:     gpus_in_use[s,g,t] (- slack_gpus[s,g,t]) <= available(s,g)
@@ -29,18 +35,36 @@ from allocator.options import SolveOptions
 from allocator.schema import Instance
 
 
+def _ondemand_ub(model, pools, s, g, t) -> float:
+    """Largest possible on-demand count, plus 0.5 when it is not elastic.
+
+    The half is never reached (usage is a whole number of GPUs); it only keeps the bound
+    fractional, so HiGHS does not treat ``ondemand`` as an implied integer. For implied and
+    true integers HiGHS's root reduced-cost fixing records one entry per integer value in
+    the column's range at every root LP, which made the demo's root 10x slower."""
+    avail, reserved = pools[s, g]
+    top = min(model._max_use[s, g, t], avail) - reserved
+    if model.elastic:
+        top = model._max_use[s, g, t] - reserved
+    return max(0.0, top) + 0.5
+
+
 def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> None:
     """On-demand variables and the GPU rows of every pool and period in use."""
     ensure_gpus_in_use(model, inst, index)
     pools = {(s, g): (a, r) for s, g, a, r in
              index.pools[["s", "g", "available", "reserved"]].itertuples(index=False)}
-    keys = list(model.GPU_PERIODS)
-    od_keys = [k for k in keys if pools[k[0], k[1]][0] > pools[k[0], k[1]][1]]
+    max_use = model._max_use
+    keys = [k for k in model.GPU_PERIODS if model.elastic or max_use[k] > pools[k[0], k[1]][0]]
+    od_keys = [k for k in model.GPU_PERIODS
+               if min(max_use[k], pools[k[0], k[1]][0]) > pools[k[0], k[1]][1]
+               or (model.elastic and max_use[k] > pools[k[0], k[1]][1])]
+    model.CAPACITY_ROWS = pyo.Set(initialize=keys, dimen=3, ordered=True)
     model.ONDEMAND_PERIODS = pyo.Set(initialize=od_keys, dimen=3, ordered=True)
     model.ondemand = pyo.Var(model.ONDEMAND_PERIODS, domain=pyo.NonNegativeReals,
-                             bounds=lambda m, s, g, t: (0, pools[s, g][0] - pools[s, g][1]))
+                             bounds=lambda m, s, g, t: (0, _ondemand_ub(m, pools, s, g, t)))
     if model.elastic:
-        model.slack_gpus = pyo.Var(model.GPU_PERIODS, domain=pyo.NonNegativeReals)
+        model.slack_gpus = pyo.Var(model.CAPACITY_ROWS, domain=pyo.NonNegativeReals)
         add_slack(model, "capacity", "GPUs over available", model.slack_gpus)
         w = penalty_weights(inst, index)["gpu"]
         model._penalties.append(("slack_gpus", {k: w for k in keys}))
@@ -51,7 +75,7 @@ def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> 
             body = body - m.slack_gpus[s, g, t]
         return body <= pools[s, g][0]
 
-    model.capacity_gpus = pyo.Constraint(model.GPU_PERIODS, rule=gpus_rule)
+    model.capacity_gpus = pyo.Constraint(model.CAPACITY_ROWS, rule=gpus_rule)
     model.capacity_ondemand = pyo.Constraint(
         model.ONDEMAND_PERIODS,
         rule=lambda m, s, g, t: m.gpus_in_use[s, g, t] - linear([1.0], [m.ondemand[s, g, t]])

@@ -109,13 +109,29 @@ def gpu_terms(model, index: Index) -> Terms:
     return terms
 
 
+
 def ensure_gpus_in_use(model, inst: Instance, index: Index) -> None:
-    """``gpus_in_use[s,g,t]`` Expression over the (pool, period) keys that have any usage."""
+    """``gpus_in_use[s,g,t]`` Expression over the (pool, period) keys that have any usage,
+    and ``model._max_use[s,g,t]``: an upper bound of it from data (each job counted once with
+    its largest gang running there, plus the upper bounds of the inference GPUs)."""
     if hasattr(model, "gpus_in_use"):
         return
     data = {key: linear(c, v) for key, c, v in gpu_terms(model, index).groups()}
     model.GPU_PERIODS = pyo.Set(initialize=list(data), dimen=3, ordered=True)
     model.gpus_in_use = pyo.Expression(model.GPU_PERIODS, initialize=data)
+    max_use = dict.fromkeys(data, 0.0)
+    if hasattr(model, "start"):
+        p = all_placements(model)
+        run = running(p)
+        run["j"] = p["j"].to_numpy()[run["i"].to_numpy()]
+        run["gpus"] = p["gpus"].to_numpy()[run["i"].to_numpy()]
+        per_job = run.groupby(["s", "g", "t", "j"], sort=False)["gpus"].max()
+        for key, val in per_job.groupby(level=[0, 1, 2], sort=False).sum().items():
+            max_use[key] += float(val)
+    if hasattr(model, "gpus_inf"):
+        for (_v, s, g, t), x in model.gpus_inf.items():
+            max_use[s, g, t] += float(x.ub)
+    model._max_use = max_use
 
 
 def ensure_power_mw(model, inst: Instance, index: Index) -> None:

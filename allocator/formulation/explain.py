@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
+from allocator.indexing import link_labels
 from allocator.schema import Instance, series_at
 
 TOL = 1e-6
@@ -76,12 +77,11 @@ def explain_slacks(model, inst: Instance) -> list[str]:
         groups = {}
         for (link, t), x in _nonzero(model.slack_gbps).items():
             groups.setdefault(link, {})[t] = x
-        bw = dict(zip(model._link_labels, (lk.bandwidth_gbps for lk in inst.links), strict=True)) \
-            if hasattr(model, "_link_labels") else {}
+        labels = link_labels(inst)
         for link, by_t in sorted(groups.items(), key=lambda kv: -max(kv[1].values())):
             short = max(by_t.values())
-            b = bw.get(link) or 0.0
-            lines.append(f"link {link}: traffic needs {b + short:.1f} Gb/s in {_periods(list(by_t))} but "
+            b = inst.links[link].bandwidth_gbps or 0.0
+            lines.append(f"link {labels[link]} (#{link}): traffic needs {b + short:.1f} Gb/s in {_periods(list(by_t))} but "
                          f"the bandwidth is {b:.1f} Gb/s (short by up to {short:.1f} Gb/s)")
     if hasattr(model, "slack_budget_usd"):
         x = model.slack_budget_usd.value or 0.0

@@ -6,7 +6,11 @@ tokens_per_s * bytes_per_token * 8 / 1e9 Gb/s over the route site -> region. Rou
 lowest-latency paths (allocator.network); egress is paid in the objective.
 
 Sets
-    BANDWIDTH_ROWS       (l, t): links with a bandwidth and possible traffic in period t
+    BANDWIDTH_ROWS       (l, t): links with a bandwidth whose possible traffic in period t
+                         can exceed it (each job counted once at its largest staging rate,
+                         each (service, region) once at its demand x largest Gb/s per
+                         token/s); rows that cannot bind are left out (kept if elastic).
+                         l is the link's 0-based position in the instance's links.
 Variables
     slack_gbps[l,t] >= 0 (elastic only)
 Constraints
@@ -41,6 +45,7 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
     bw = {lk: b for lk, b in zip(index.links["l"], index.links["bandwidth_gbps"], strict=True)
           if b == b}  # NaN = unlimited
     terms = Terms(["l", "t"])
+    peak: dict[tuple, float] = {}  # upper bound of each row's traffic from data
     if hasattr(model, "start"):
         p = all_placements(model)
         has = p["staging_gbps"].to_numpy(dtype=float) > 0
@@ -50,16 +55,27 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
             pos = np.flatnonzero(has)[run["i"].to_numpy()]
             run = run.assign(pos=pos, links=p["links"].to_numpy()[pos]).explode("links")
             run = run[run["links"].isin(list(bw))].rename(columns={"links": "l"})
-            terms.add(run, run["pos"].to_numpy(), p["staging_gbps"].to_numpy(dtype=float)[run["pos"].to_numpy()],
-                      start_vars(model))
+            coef = p["staging_gbps"].to_numpy(dtype=float)[run["pos"].to_numpy()]
+            terms.add(run, run["pos"].to_numpy(), coef, start_vars(model))
+            per_job = run.assign(c=coef, j=p["j"].to_numpy()[run["pos"].to_numpy()]) \
+                .groupby(["l", "t", "j"])["c"].max().groupby(level=[0, 1]).sum()
+            for k, x in per_job.items():
+                peak[k] = peak.get(k, 0.0) + float(x)
     if hasattr(model, "serve") and len(index.serve):
         f = index.serve.merge(index.flows[["v", "r", "s", "g", "gbps_per_token_per_s", "links"]],
                               on=["v", "r", "s", "g"], how="left")
+        f = f.merge(index.demands, on=["v", "r", "t"], how="left")
         f = f.assign(pos=np.arange(len(f))).explode("links")
         f = f[f["links"].isin(list(bw))].rename(columns={"links": "l"})
-        terms.add(f, f["pos"].to_numpy(), f["gbps_per_token_per_s"].to_numpy(dtype=float),
-                  var_list(model.serve))
-    rows = {k: (c, v) for k, c, v in terms.groups()}
+        coef = f["gbps_per_token_per_s"].to_numpy(dtype=float)
+        terms.add(f, f["pos"].to_numpy(), coef, var_list(model.serve))
+        # all flows of one (v, r, t) share its demand: at most demand x the largest coefficient
+        top = f.assign(c=coef * f["demand"].to_numpy(dtype=float)) \
+            .groupby(["l", "t", "v", "r"])["c"].max().groupby(level=[0, 1]).sum()
+        for k, x in top.items():
+            peak[k] = peak.get(k, 0.0) + float(x)
+    rows = {k: (c, v) for k, c, v in terms.groups()
+            if model.elastic or peak.get(k, 0.0) > bw[k[0]] + 1e-9}
     order = {lk: i for i, lk in enumerate(index.links["l"].tolist())}
     keys = sorted(rows, key=lambda k: (order[k[0]], k[1]))
     model.BANDWIDTH_ROWS = pyo.Set(initialize=keys, dimen=2, ordered=True)

@@ -2,6 +2,9 @@
 
 Sets
     POWER_PERIODS        (s, t) with any possible usage
+    POWER_ROWS           the subset where the largest possible power,
+                         sum_g power_kw(g) * pue(s) / 1000 * min(max_use(s,g,t), available(s,g)),
+                         exceeds the ceiling (elsewhere the row cannot bind; all rows if elastic)
 Expressions
     power_mw[s,t] = sum_g gpus_in_use[s,g,t] * power_kw(g) * pue(s) / 1000
 Variables
@@ -27,11 +30,18 @@ def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> Non
     """The power ceiling of every site and period with possible usage."""
     ensure_power_mw(model, inst, index)
     cap = series_lookup(index, "power_cap_mw")
+    mw = {(s, g): c for s, g, c in index.pools[["s", "g", "mw_per_gpu"]].itertuples(index=False)}
+    avail = {(s, g): a for s, g, a in index.pools[["s", "g", "available"]].itertuples(index=False)}
+    max_mw: dict[tuple, float] = {}
+    for (s, g, t), u in model._max_use.items():
+        max_mw[s, t] = max_mw.get((s, t), 0.0) + mw[s, g] * min(u, avail[s, g])
+    keys = [k for k in model.POWER_PERIODS if model.elastic or max_mw[k] > cap[k[0]][k[1]] + 1e-9]
+    model.POWER_ROWS = pyo.Set(initialize=keys, dimen=2, ordered=True)
     if model.elastic:
-        model.slack_power_mw = pyo.Var(model.POWER_PERIODS, domain=pyo.NonNegativeReals)
+        model.slack_power_mw = pyo.Var(model.POWER_ROWS, domain=pyo.NonNegativeReals)
         add_slack(model, "power", "MW over the power ceiling", model.slack_power_mw)
         w = penalty_weights(inst, index)["mw"]
-        model._penalties.append(("slack_power_mw", {k: w for k in model.POWER_PERIODS}))
+        model._penalties.append(("slack_power_mw", {k: w for k in keys}))
 
     def rule(m, s, t):
         body = m.power_mw[s, t]
@@ -39,4 +49,4 @@ def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> Non
             body = body - m.slack_power_mw[s, t]
         return body <= float(cap[s][t])
 
-    model.power_cap = pyo.Constraint(model.POWER_PERIODS, rule=rule)
+    model.power_cap = pyo.Constraint(model.POWER_ROWS, rule=rule)
