@@ -514,7 +514,7 @@ def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[s
     nr, nc = len(metrics), len(params)
     with plt.rc_context(STYLE):
         fig = _new_figure(min(3.8 * nc + 1.0, 16.0), 2.1 * nr + 1.0)
-        axes = _grid(fig, nr, nc, left=0.95, top=0.85, hspace=0.45, wspace=0.8)
+        axes = _grid(fig, nr, nc, left=0.95, top=0.6, hspace=0.45, wspace=0.8)
         for j, p in enumerate(params):
             others = [q for q in params if q != p]
             groups = list(ok.groupby(others, sort=True, dropna=False)) if others else [((), ok)]
@@ -525,6 +525,7 @@ def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[s
                     g = g.sort_values(p)
                     x = pd.to_numeric(g[p], errors="coerce").to_numpy(dtype=float)
                     y = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float)
+                    y = np.where(np.abs(y) < 1e-9, 0.0, y)  # solver noise, not a signal
                     if not np.isfinite(y).any():
                         continue
                     key = key if isinstance(key, tuple) else (key,)
@@ -544,6 +545,7 @@ def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[s
                 if j == 0:
                     ax.set_ylabel(label)
                 ax.grid(color="#e5e5e5", linewidth=0.5)
+                ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.6g}"))
                 if i == 0 and (1 < n_lines <= 8 or len(failed)):
                     ax.legend(fontsize=6.5, frameon=False)
         _title(fig, f"Sweep: {len(results)} scenarios"
