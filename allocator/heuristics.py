@@ -130,7 +130,7 @@ def _state(inst: Instance, index: Index) -> _State:
 # --------------------------------------------------------------------------- training
 
 
-def _job_order(inst: Instance, index: Index) -> tuple[list[str], set[str]]:
+def _job_order(inst: Instance, index: Index, first: frozenset[str] = frozenset()) -> tuple[list[str], set[str]]:
     """Jobs in planning order (predecessors first; required before optional; larger first)
     and the set of required jobs (mandatory ones and every job a mandatory one waits for)."""
     jobs = {j.id: j for j in inst.jobs}
@@ -152,7 +152,7 @@ def _job_order(inst: Instance, index: Index) -> tuple[list[str], set[str]]:
             succ[p].append(j)
 
     def key(j: str) -> tuple:
-        return (j not in required, -size[j], pos[j])
+        return (j not in required, j not in first, -size[j], pos[j])
 
     heap = [(key(j), j) for j in jobs if waiting[j] == 0]
     heapq.heapify(heap)
@@ -214,9 +214,13 @@ def _job_rows(index: Index, state: _State) -> dict[str, _JobRows]:
     return out
 
 
-def _best_start(jr: _JobRows, st: _State, not_before: int) -> tuple[int, float] | None:
+def _best_start(jr: _JobRows, st: _State, not_before: int,
+                prefer: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, float] | None:
     """(row position within the job, marginal $) of the cheapest (option, site) at its
-    earliest feasible start, or None if the job fits nowhere now."""
+    earliest feasible start, or None if the job fits nowhere now.
+
+    With ``prefer`` = (LP value, reduced cost) per placement row, the feasible start with the
+    largest LP value wins instead, then the one with the lowest reduced cost (LP rounding)."""
     G = len(jr.g_pool)
     free_gpu = st.avail[jr.g_pool][:, None] - st.gpus_used[jr.g_pool]
     ok = free_gpu >= jr.g_gpus[:, None]
@@ -231,23 +235,33 @@ def _best_start(jr: _JobRows, st: _State, not_before: int) -> tuple[int, float] 
     cand = np.flatnonzero(feasible)
     if cand.size == 0:
         return None
+    if prefer is not None:
+        x, rc = prefer[0][jr.rows[cand]], prefer[1][jr.rows[cand]]
+        r = cand[np.lexsort((jr.t[cand], rc, -np.round(x, 6)))[0]]
+        return int(r), _marginal(jr, st, r)
     # earliest feasible start of each group (rows are ordered by t within a group)
     order = np.lexsort((jr.t[cand], jr.group[cand]))
     cand = cand[order]
     first = cand[np.r_[True, jr.group[cand][1:] != jr.group[cand][:-1]]]
     best, best_cost = -1, math.inf
     for r in first:
-        gi = jr.group[r]
-        k, s, n, t, d = jr.g_pool[gi], jr.g_site[gi], jr.g_gpus[gi], jr.t[r], jr.d[r]
-        used = st.gpus_used[k, t:t + d]
-        res = st.reserved[k]
-        od = np.maximum(0, used + n - res) - np.maximum(0, used - res)
-        cost = (float(od.sum()) * st.od_price[k] * st.H
-                + jr.g_need[gi] * st.H * (st.mwh_cost_cum[s, t + d] - st.mwh_cost_cum[s, t])
-                + jr.fixed_usd[r])
+        cost, t = _marginal(jr, st, r), jr.t[r]
         if cost < best_cost - 1e-9 or (abs(cost - best_cost) <= 1e-9 and t < jr.t[best]):
             best, best_cost = r, cost
     return best, best_cost
+
+
+def _marginal(jr: _JobRows, st: _State, r: int) -> float:
+    """Marginal $ of starting the job at its row r: on-demand GPU-hours, energy and carbon
+    price, site extra, staging egress and tardiness."""
+    gi = jr.group[r]
+    k, s, n, t, d = jr.g_pool[gi], jr.g_site[gi], jr.g_gpus[gi], jr.t[r], jr.d[r]
+    used = st.gpus_used[k, t:t + d]
+    res = st.reserved[k]
+    od = np.maximum(0, used + n - res) - np.maximum(0, used - res)
+    return (float(od.sum()) * st.od_price[k] * st.H
+            + jr.g_need[gi] * st.H * (st.mwh_cost_cum[s, t + d] - st.mwh_cost_cum[s, t])
+            + jr.fixed_usd[r])
 
 
 def _place(jr: _JobRows, r: int, st: _State) -> None:
@@ -262,7 +276,7 @@ def _place(jr: _JobRows, r: int, st: _State) -> None:
 
 def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: dict[str, _JobRows],
                ends: dict[str, int], placed: list[int], unplaced: list[str],
-               required: set[str]) -> None:
+               required: set[str], prefer=None) -> None:
     preds = {j.id: [p for p in j.predecessors if p != j.id] for j in inst.jobs}
     value = {j.id: j.value_usd for j in inst.jobs}
     for j in jobs:
@@ -271,7 +285,7 @@ def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: 
             unplaced.append(j)
             continue
         not_before = max((ends[p] for p in preds.get(j, [])), default=0)
-        best = _best_start(jr, st, not_before)
+        best = _best_start(jr, st, not_before, prefer)
         if best is None:
             unplaced.append(j)
             continue
@@ -444,26 +458,39 @@ def _redundancy(v, t, st, held, used_tok, served, cands, free_gpus, add_gpus) ->
 # --------------------------------------------------------------------------- public API
 
 
-def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network | None = None) -> GreedyPlan:
+def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network | None = None,
+                    prefer: tuple[np.ndarray, np.ndarray] | None = None) -> GreedyPlan:
     """The greedy plan of ``inst`` as decision tables (see the module docstring).
 
     Returns a GreedyPlan: a dict with ``training`` (job, option, site, gpu_type, gpus,
     start_period), ``inference_gpus`` (service, site, gpu_type, period, gpus) and ``inference``
     (service, region, site, gpu_type, period, tokens_per_s); ``plan.unplaced`` lists the jobs
-    left out (optional ones not worth their cost, or jobs that fit nowhere)."""
+    left out (optional ones not worth their cost, or jobs that fit nowhere).
+
+    ``prefer`` = (LP value, reduced cost), one entry per row of ``index.placements``, turns
+    the planner into LP rounding: each job takes its feasible start with the largest LP
+    value, then the lowest reduced cost (allocator.largescale)."""
     t0 = time.perf_counter()
     if index is None:
         index = build_index(inst, net or Network(inst))
-    st = _state(inst, index)
-    rows = _job_rows(index, st)
-    order, required = _job_order(inst, index)
-    ends: dict[str, int] = {}
-    placed: list[int] = []
-    unplaced: list[str] = []
-    _plan_jobs([j for j in order if j in required], inst, index, st, rows, ends, placed, unplaced, required)
+    first: frozenset[str] = frozenset()
+    rows = _job_rows(index, _state(inst, index))
+    for _attempt in range(4):
+        # a required job left out is moved to the front and the plan made again
+        st = _state(inst, index)
+        order, required = _job_order(inst, index, first)
+        ends: dict[str, int] = {}
+        placed: list[int] = []
+        unplaced: list[str] = []
+        _plan_jobs([j for j in order if j in required], inst, index, st, rows, ends, placed, unplaced,
+                   required, prefer)
+        missing = [j for j in unplaced if j in required and j in rows]
+        if not missing or first.issuperset(missing):
+            break
+        first = first | frozenset(missing)
     held, served = _plan_inference(inst, index, st)
     _plan_jobs([j for j in order if j not in required], inst, index, st, rows, ends, placed, unplaced,
-               required)
+               required, prefer)
     pl = index.placements.iloc[sorted(placed)] if placed else index.placements.iloc[0:0]
     training = pd.DataFrame({
         "job": pl["j"].astype(str).to_numpy(),

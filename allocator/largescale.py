@@ -516,3 +516,188 @@ def to_highs(am: ArrayModel, *, integer: bool = True, time_limit: float | None =
                 am.row_lower, am.row_upper, am.A.indptr[:-1].astype(np.int32),
                 am.A.indices.astype(np.int32), am.A.data.astype(float), integ)
     return h
+
+
+# --------------------------------------------------------------------------- strategy
+
+
+def start_vector(am: ArrayModel, index: Index, plan) -> tuple[np.ndarray, np.ndarray]:
+    """(column positions, values) of the integer columns (starts, inference GPUs) of a plan."""
+    p = index.placements
+    pos = {k: i for i, k in enumerate(zip(p["j"], p["o"], p["s"], p["t"], strict=True))}
+    x = np.zeros(am.blocks["start"].stop - am.blocks["start"].start)
+    tr = plan["training"]
+    for key in zip(tr["job"], tr["option"], tr["site"], tr["start_period"], strict=True):
+        i = pos.get((key[0], int(key[1]), key[2], int(key[3])))
+        if i is not None:
+            x[i] = 1.0
+    spr = index.service_periods
+    spos = {k: i for i, k in enumerate(zip(spr["v"], spr["s"], spr["g"], spr["t"], strict=True))}
+    gi = np.zeros(len(spr))
+    ig = plan["inference_gpus"]
+    for v, s, g, t, n in zip(ig["service"], ig["site"], ig["gpu_type"], ig["period"], ig["gpus"], strict=True):
+        i = spos.get((v, s, g, int(t)))
+        if i is not None:
+            gi[i] = float(n)
+    b = am.blocks
+    cols = np.concatenate([np.arange(b["start"].start, b["start"].stop),
+                           np.arange(b["gpus_inf"].start, b["gpus_inf"].stop)])
+    return cols.astype(np.int32), np.concatenate([x, gi])
+
+
+def decisions_from_columns(am: ArrayModel, index: Index, x: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The decision tables (training, inference_gpus, inference) of a column solution."""
+    b = am.blocks
+    p = index.placements
+    on = np.flatnonzero(x[b["start"]] > 0.5)
+    pl = p.iloc[on]
+    training = pd.DataFrame({
+        "job": pl["j"].astype(str).to_numpy(), "option": pl["o"].to_numpy(dtype=np.int64),
+        "site": pl["s"].astype(str).to_numpy(), "gpu_type": pl["g"].astype(str).to_numpy(),
+        "gpus": pl["gpus"].to_numpy(dtype=np.int64), "start_period": pl["t"].to_numpy(dtype=np.int64)})
+    spr = index.service_periods
+    gi = np.rint(x[b["gpus_inf"]]).astype(np.int64)
+    held = np.flatnonzero(gi > 0)
+    inference_gpus = pd.DataFrame({
+        "service": spr["v"].to_numpy()[held], "site": spr["s"].to_numpy()[held],
+        "gpu_type": spr["g"].to_numpy()[held], "period": spr["t"].to_numpy(dtype=np.int64)[held],
+        "gpus": gi[held]})
+    sv = index.serve
+    tok = x[b["serve"]]
+    flow = np.flatnonzero(tok > 1e-6)
+    inference = pd.DataFrame({
+        "service": sv["v"].to_numpy()[flow], "region": sv["r"].to_numpy()[flow],
+        "site": sv["s"].to_numpy()[flow], "gpu_type": sv["g"].to_numpy()[flow],
+        "period": sv["t"].to_numpy(dtype=np.int64)[flow], "tokens_per_s": tok[flow]})
+    return {"training": training, "inference_gpus": inference_gpus, "inference": inference}
+
+
+@dataclass
+class LnsLog:
+    """What each stage of ``solve_lns`` found (kept in the result's summary)."""
+
+    build_s: float = 0.0
+    lp_s: float = 0.0
+    lp_bound: float | None = None
+    rounding_s: float = 0.0
+    rounding_cost: float | None = None
+    greedy_cost: float | None = None
+    mip_s: float = 0.0
+    mip_objective: float | None = None
+    mip_bound: float | None = None
+    size: dict[str, int] = field(default_factory=dict)
+
+
+def solve_lns(inst: Instance, index: Index, options, *, net=None):
+    """The large-instance strategy: LP bound, LP-guided rounding, warm-started MIP.
+
+    Returns an allocator Result whose schedule is evaluated by the independent verifier
+    (objective = verified cost) and whose bound is the best of the LP relaxation and the
+    MIP's dual bound (both of the same model as allocator.formulation). Cost objective only."""
+    from allocator.heuristics import greedy_schedule
+    from allocator.network import Network
+    from allocator.results import Result, Status
+    from allocator.verify import evaluate
+
+    t0 = time.perf_counter()
+    limit = options.time_limit_s if options.time_limit_s is not None else 600.0
+    deadline = t0 + limit
+    net = net or Network(inst)
+    log = LnsLog()
+    am = build_arrays(inst, index, compact=True)
+    log.build_s, log.size = am.build_s, am.shape
+
+    # 1. the LP relaxation: the bound, and the values that guide the rounding
+    h = to_highs(am, integer=False, time_limit=max(1.0, deadline - time.perf_counter()),
+                 threads=options.threads, seed=options.seed, verbose=options.verbose)
+    t1 = time.perf_counter()
+    h.run()
+    log.lp_s = time.perf_counter() - t1
+    lp_ok = h.getModelStatus() == _hs().HighsModelStatus.kOptimal
+    prefer = None
+    if lp_ok:
+        log.lp_bound = float(h.getInfo().objective_function_value)
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)[am.blocks["start"]]
+        rc = np.asarray(sol.col_dual)[am.blocks["start"]]
+        prefer = (x, rc)
+    del h
+
+    # 2. rounding (and the plain greedy plan, kept if it is cheaper)
+    t1 = time.perf_counter()
+    candidates = []
+    for name, pref in (("rounding", prefer), ("greedy", None)):
+        if name == "rounding" and pref is None:
+            continue
+        plan = greedy_schedule(inst, index, net=net, prefer=pref)
+        ev = evaluate(inst, plan, net=net)
+        ok = not ev.violations
+        if name == "rounding":
+            log.rounding_cost = ev.total_cost_usd if ok else None
+        else:
+            log.greedy_cost = ev.total_cost_usd if ok else None
+        if ok:
+            candidates.append((ev.total_cost_usd, name, plan, ev))
+    log.rounding_s = time.perf_counter() - t1
+
+    # 3. the MIP, warm-started from the best plan, for the time left
+    mip_bound = None
+    remaining = deadline - time.perf_counter()
+    if remaining > 1.0:
+        h = to_highs(am, integer=True, time_limit=remaining, threads=options.threads,
+                     seed=options.seed, mip_gap=options.mip_gap, verbose=options.verbose)
+        if candidates:
+            best_plan = min(candidates, key=lambda c: c[0])[2]
+            cols, vals = start_vector(am, index, best_plan)
+            h.setSolution(len(cols), cols, vals)
+        t1 = time.perf_counter()
+        h.run()
+        log.mip_s = time.perf_counter() - t1
+        info = h.getInfo()
+        b = float(info.mip_dual_bound)
+        mip_bound = b if math.isfinite(b) else None
+        log.mip_bound = mip_bound
+        if int(info.primal_solution_status) == 2:
+            log.mip_objective = float(info.objective_function_value)
+            dec = decisions_from_columns(am, index, np.asarray(h.getSolution().col_value))
+            ev = evaluate(inst, dec, net=net)
+            if not ev.violations:
+                candidates.append((ev.total_cost_usd, "mip", dec, ev))
+        del h
+
+    seconds = time.perf_counter() - t0
+    opts = _options_dict(options)
+    summary = {"strategy": "lns", "stages": log.__dict__.copy()}
+    if not candidates:
+        return Result(status=Status.NO_SOLUTION, solve_s=seconds, solver=f"HiGHS {_version()} (lns)",
+                      options=opts, message="no feasible plan within the limits", summary=summary)
+    cost, name, plan, ev = min(candidates, key=lambda c: c[0])
+    bounds = [b for b in (log.lp_bound, mip_bound) if b is not None]
+    bound = min(max(bounds), cost) if bounds else None
+    gap = (cost - bound) / max(abs(cost), 1e-9) if bound is not None else None
+    status = Status.OPTIMAL if gap is not None and gap <= options.mip_gap else Status.FEASIBLE
+    return Result(
+        status=status, objective=cost, bound=bound, gap=gap, costs=dict(ev.costs),
+        emissions_t=ev.emissions_t, build_s=log.build_s, solve_s=seconds, solver=f"HiGHS {_version()} (lns)",
+        options=opts, message=f"plan from {name}; LP bound {log.lp_bound}", frames=dict(ev.frames),
+        summary=summary,
+    )
+
+
+def _hs():
+    import highspy
+
+    return highspy
+
+
+def _version() -> str:
+    h = _hs().Highs()
+    return h.version()
+
+
+def _options_dict(options) -> dict:
+    import dataclasses
+
+    d = dataclasses.asdict(options)
+    d["disabled_families"] = list(d.get("disabled_families", ()))
+    return d
