@@ -128,7 +128,7 @@ def instance_from_dict(
             continue
         _merge_table(data, key, df, problems, origin)
     cell_problems = len(problems) > table_problems
-    _attach_profiles(data, base, profiles_dir, problems)
+    _attach_profiles(data, base, profiles_dir, problems, origin)
     try:
         inst = Instance.model_validate(data)
     except ValidationError as exc:
@@ -604,7 +604,8 @@ def _periods(data: dict) -> int | None:
 # --------------------------------------------------------------------------- profiles
 
 
-def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list[Problem]) -> None:
+def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list[Problem],
+                     origin: dict[tuple, str] | None = None) -> None:
     """Load every profile named by a job or service that is not given inline."""
     wanted: set[str] = set()
     for key in ("jobs", "services"):
@@ -626,7 +627,8 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
                 if (pdir / f"{pid}{ext}").is_file():
                     path = pdir / f"{pid}{ext}"
         if path is None:
-            continue  # reported by validation as an unknown profile
+            problems.extend(_unknown_profile(data, pid, pdir, origin or {}))
+            continue
         try:
             prof = load_profile(path)
         except InputError as exc:
@@ -638,6 +640,28 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
             continue
         profiles.append(prof.model_dump(mode="json", exclude_defaults=True))
     data["profiles"] = profiles
+
+
+def _unknown_profile(data: dict, pid: str, pdir: Path | None, origin: dict[tuple, str]) -> list[Problem]:
+    """A problem for each job or service naming a profile that is in no profile file."""
+    if pdir is None:
+        what = "was not found: no models/ folder at or above the instance"
+        fix = "give profiles_dir (a folder of profile YAML files), or the profile inline under profiles:"
+    else:
+        have = sorted(f.stem for f in pdir.glob("*.y*ml"))
+        close = difflib.get_close_matches(pid, have, n=1, cutoff=0.6)
+        what = f"was not found in {pdir.name}/"
+        fix = (f"did you mean {close[0]!r}? " if close else f"add {pdir.name}/{pid}.yaml or fix the name; ")
+        fix += f"profiles there: {', '.join(have[:8]) + (', ...' if len(have) > 8 else '') or 'none'}"
+    out = []
+    for key in ("jobs", "services"):
+        for i, item in enumerate(_items(data, key) or []):
+            if isinstance(item, dict) and item.get("profile") == pid:
+                eid = str(item.get("id")) if item.get("id") is not None else f"#{i}"
+                if origin.get((key, i)):
+                    eid += f" [{origin[(key, i)]}]"
+                out.append(Problem(key, eid, f"profile: {pid!r} {what}", fix, rule="unknown-profile"))
+    return out
 
 
 def derive_from_profiles(inst: Instance) -> None:
@@ -827,7 +851,7 @@ _UNITS = (
     ("_period", "periods, counted from 0"), ("period_hours", "hours"), ("hours", "hours"),
     ("tokens_per_s_per_gpu", "tokens/s per GPU"), ("tokens_per_s", "tokens/s"), ("demand", "tokens/s"),
     ("gpus", "GPUs"), ("available", "GPUs"), ("reserved", "GPUs"), ("periods", "periods"),
-    ("parameters_b", "billions"), ("training_flops", "FLOP"), ("bytes_per_token", "bytes"),
+    ("gpu_hours_h100", "H100 GPU-hours"), ("parameters_b", "billions"), ("training_flops", "FLOP"), ("bytes_per_token", "bytes"),
 )
 
 

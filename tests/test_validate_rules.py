@@ -13,6 +13,7 @@ from strategies import instances
 
 from allocator.errors import InputError
 from allocator.io import instance_from_dict
+from allocator.schema import Instance
 from allocator.validate import RULES, check, errors, validate, warnings
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -29,9 +30,18 @@ def test_every_rule_has_a_case():
     assert set(RULES) == {c.rule for c in CASES}
 
 
+def problems_of(mutate):
+    """Every problem of a variant: the loader's if it refuses it, else validate's."""
+    try:
+        inst = build(mutate)
+    except InputError as exc:
+        return exc.problems
+    return validate(inst)
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_rule_fires_with_its_message(case):
-    problems = validate(build(case.mutate))
+    problems = problems_of(case.mutate)
     hits = [p for p in problems if p.rule == case.rule]
     assert hits, f"{case.rule} not reported; got {[str(p) for p in problems]}"
     text = "\n".join(str(p) for p in hits)
@@ -43,11 +53,23 @@ def test_rule_fires_with_its_message(case):
 
 @pytest.mark.parametrize("case", [c for c in CASES if RULES[c.rule][0] == "error"], ids=lambda c: c.id)
 def test_check_raises_on_errors(case):
-    inst = build(case.mutate)
     with pytest.raises(InputError) as exc:
-        check(inst, source="instance.yaml")
+        check(build(case.mutate), source="instance.yaml")
     assert str(exc.value).startswith("instance.yaml: ")
     assert any(p.rule == case.rule for p in exc.value.problems)
+
+
+def test_unknown_profile_in_an_instance_built_without_the_loader():
+    # the loader reports unknown profiles with the folder it searched; an Instance built
+    # directly (or edited by a sweep) is checked by validation, against its own profiles
+    data = copy.deepcopy(BASE)
+    del data["demand_csv"]
+    data["profiles"] = [{"id": "tiny", "inference": {"tokens_per_s_per_gpu": {"H100": 100}}}]
+    data["jobs"][3]["profile"] = "tiny-lm"
+    hits = [p for p in validate(Instance.model_validate(data)) if p.rule == "unknown-profile"]
+    assert [str(p) for p in hits] == [
+        "(jobs, eval-sweep) | profile: 'tiny-lm' was not found; add models/<profile>.yaml or fix the name; "
+        "did you mean 'tiny'? known: tiny"]
 
 
 def test_demo_is_valid_with_one_known_warning():

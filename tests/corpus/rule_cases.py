@@ -147,7 +147,7 @@ CASES: list[Case] = [
     Case("unknown-data-source", _set(lambda d: _job(d, "pretrain-8b"), "dataset_source", "lake-usa"),
          ("(jobs, pretrain-8b)", "dataset_source: 'lake-usa'", "did you mean 'lake-us'")),
     Case("unknown-profile", _set(lambda d: _job(d, "eval-sweep"), "profile", "llama-9000"),
-         ("(jobs, eval-sweep)", "profile: 'llama-9000' was not found")),
+         ("(jobs, eval-sweep)", "profile: 'llama-9000' was not found in models/", "llama-3.1-70b")),
     Case("unknown-predecessor", _set(lambda d: _job(d, "finetune-70b"), "predecessors", ["pretrain-9b"]),
          ("(jobs, finetune-70b)", "predecessors: 'pretrain-9b' is not a job", "did you mean 'pretrain-8b'")),
     Case("unknown-region", _unknown_region, ("(services, code-8b)", "demand: region 'users-asia'")),
