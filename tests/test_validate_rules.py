@@ -148,3 +148,14 @@ def test_generated_valid_instances_have_no_errors(data):
     # region is within reach: validation must not call any of them wrong
     inst = instance_from_dict(data)
     assert errors(validate(inst)) == []
+
+
+def test_every_rule_is_documented():
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "validation.md").read_text()
+    io_src = (Path(__file__).resolve().parents[1] / "allocator" / "io.py").read_text()
+    loader_rules = set(re.findall(r'rule="([a-z-]+)"', io_src)) | set(re.findall(r'"(yaml-[a-z-]+)"', io_src))
+    assert {"yaml-syntax", "yaml-tag", "csv-bad-cell"} <= loader_rules
+    missing = [r for r in [*RULES, *loader_rules] if f"| {r} |" not in doc and f"**{r}**" not in doc]
+    assert not missing, f"rules without a line in docs/validation.md: {missing}"
