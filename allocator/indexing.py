@@ -88,7 +88,7 @@ class Index:
     @property
     def unplaceable_mandatory(self) -> list[str]:
         """Mandatory jobs with no eligible placement: the instance is infeasible."""
-        return [j for j in self.unplaced if self.mandatory.get(j, True)]
+        return [j for j in self.jobs if j in self.unplaced and self.mandatory.get(j, True)]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -26,6 +26,11 @@ def _periods(ts: list[int]) -> str:
     return f"{word} {', '.join(parts)}"
 
 
+def _num(x: float) -> str:
+    """A figure with 4 significant digits and no exponent for everyday sizes: 412, 0.008, 1.25e+06."""
+    return f"{x:.4g}"
+
+
 def _nonzero(var: pyo.Var) -> dict:
     out = {}
     for k, v in var.items():
@@ -71,8 +76,8 @@ def explain_slacks(model, inst: Instance) -> list[str]:
             t_worst = max(by_t, key=by_t.get)
             cap = series_at(sites[s].power_cap_mw, t_worst)
             short = by_t[t_worst]
-            lines.append(f"site {s}: power needs {cap + short:.1f} MW in {_periods(list(by_t))} but the "
-                         f"ceiling is {cap:.1f} MW (short by up to {short:.1f} MW)")
+            lines.append(f"site {s}: power needs {_num(cap + short)} MW in {_periods(list(by_t))} but the "
+                         f"ceiling is {_num(cap)} MW (short by up to {_num(short)} MW)")
     if hasattr(model, "slack_gbps"):
         groups = {}
         for (link, t), x in _nonzero(model.slack_gbps).items():
@@ -81,8 +86,9 @@ def explain_slacks(model, inst: Instance) -> list[str]:
         for link, by_t in sorted(groups.items(), key=lambda kv: -max(kv[1].values())):
             short = max(by_t.values())
             b = inst.links[link].bandwidth_gbps or 0.0
-            lines.append(f"link {labels[link]} (#{link}): traffic needs {b + short:.1f} Gb/s in {_periods(list(by_t))} but "
-                         f"the bandwidth is {b:.1f} Gb/s (short by up to {short:.1f} Gb/s)")
+            lines.append(f"link {labels[link]} (#{link}): traffic needs {_num(b + short)} Gb/s in "
+                         f"{_periods(list(by_t))} but the bandwidth is {_num(b)} Gb/s "
+                         f"(short by up to {_num(short)} Gb/s)")
     if hasattr(model, "slack_budget_usd"):
         x = model.slack_budget_usd.value or 0.0
         if x > 1e-3:
