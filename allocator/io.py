@@ -134,12 +134,49 @@ def instance_from_dict(
     except ValidationError as exc:
         # a CSV cell that did not parse was left empty: it is reported once, above
         problems.extend(problems_from_validation(exc, data, origin, skip_csv_none=cell_problems))
-        raise InputError(problems, source=source) from None
-    if problems:
-        raise InputError(problems, source=source)
+        raise _input_error(problems, source, _salvage(data, exc), origin) from None
     derive_from_profiles(inst)
+    if problems:
+        raise _input_error(problems, source, (inst, {}), origin)
     _remember_origin(inst, origin)
     return inst
+
+
+def _input_error(problems: list[Problem], source: str, partial, origin) -> InputError:
+    """The InputError to raise, carrying ``partial``: (instance built from the entities that
+    passed, {entity list: ids left out}) or None, so a validator can report the cross-entity
+    problems of the rest in the same run (see allocator.validate.validate_path)."""
+    err = InputError(problems, source=source)
+    if partial is not None:
+        _remember_origin(partial[0], origin)
+    err.partial = partial
+    return err
+
+
+def _salvage(data: dict, exc: ValidationError):
+    """The instance without the list entries that failed the schema, or None when what failed
+    is not such an entry (the horizon, a whole list, a top-level field)."""
+    bad: dict[str, set[int]] = {}
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        if len(loc) >= 2 and isinstance(loc[0], str) and isinstance(loc[1], int) and loc[0] != "horizon":
+            bad.setdefault(loc[0], set()).add(loc[1])
+        else:
+            return None
+    rest, dropped = dict(data), {}
+    for key, idx in bad.items():
+        items = rest.get(key)
+        if not isinstance(items, list):
+            return None
+        rest[key] = [x for i, x in enumerate(items) if i not in idx]
+        dropped[key] = {str(x.get("id", x.get("gpu_type", ""))) if isinstance(x, dict) else str(x)
+                        for i, x in enumerate(items) if i in idx}
+    try:
+        inst = Instance.model_validate(rest)
+    except ValidationError:
+        return None
+    derive_from_profiles(inst)
+    return inst, dropped
 
 
 def instance_from_frames(

@@ -112,8 +112,39 @@ def validate_path(path: str | Path, *, profiles_dir: str | Path | None = None
     try:
         inst = load_instance(path, profiles_dir=profiles_dir)
     except InputError as exc:
-        return None, list(exc.problems)
+        return None, list(exc.problems) + _salvaged_problems(getattr(exc, "partial", None))
     return inst, validate(inst)
+
+
+# rules that judge references and single entities: still right when some entries that failed
+# the schema are left out (fit, reach and warnings wait for a complete instance)
+SALVAGE_RULES = {
+    "duplicate-id", "duplicate-pool", "unknown-gpu-type", "unknown-site", "unknown-zone",
+    "unknown-data-source", "unknown-profile", "unknown-predecessor", "unknown-region", "unknown-node",
+    "series-length", "release-outside-horizon", "deadline-outside-horizon", "predecessor-cycle",
+    "profile-no-training", "profile-no-inference", "profile-no-gpu-type",
+}
+
+
+def _salvaged_problems(partial) -> list[Problem]:
+    """Cross-entity errors of the part of an instance that passed the schema, leaving out
+    any that could come from an entry that was left out."""
+    if partial is None:
+        return []
+    inst, dropped = partial
+    gone = {i for ids in dropped.values() for i in ids}
+    out = []
+    for p in validate(inst):
+        if p.severity != ERROR or p.rule not in SALVAGE_RULES:
+            continue
+        if p.id.split(" [")[0] in gone or any(f"'{g}'" in p.message for g in gone):
+            continue
+        if p.rule == "unknown-zone" and "sites" in dropped:
+            continue  # the zone may belong to a site left out
+        if p.rule == "unknown-node" and dropped.keys() & {"sites", "regions", "data_sources"}:
+            continue
+        out.append(p)
+    return out
 
 
 def load_checked(path: str | Path, *, profiles_dir: str | Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from strategies import instances
 from allocator.errors import InputError
 from allocator.io import instance_from_dict
 from allocator.schema import Instance
-from allocator.validate import RULES, check, errors, validate, warnings
+from allocator.validate import RULES, check, errors, validate, validate_path, warnings
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 BASE = yaml.safe_load((DEMO / "instance.yaml").read_text())
@@ -159,3 +160,33 @@ def test_every_rule_is_documented():
     assert {"yaml-syntax", "yaml-tag", "csv-bad-cell"} <= loader_rules
     missing = [r for r in [*RULES, *loader_rules] if f"| {r} |" not in doc and f"**{r}**" not in doc]
     assert not missing, f"rules without a line in docs/validation.md: {missing}"
+
+
+def test_schema_and_cross_entity_problems_in_one_run(tmp_path):
+    # a negative ceiling drops colossus-1 from the salvaged instance: its own schema problem is
+    # reported, and the cross-entity rules run on the rest without calling it unknown
+    data = copy.deepcopy(BASE)
+    data["sites"][0]["power_cap_mw"] = -3
+    data["jobs"][0]["allowed_sites"] = ["colossus-1", "aws-use2"]
+    data["jobs"][1]["predecessors"] = ["pretrain-9b"]
+    shutil.copy(DEMO / "demand.csv", tmp_path / "demand.csv")
+    (tmp_path / "instance.yaml").write_text(yaml.safe_dump(data))
+    inst, problems = validate_path(tmp_path / "instance.yaml")
+    assert inst is None
+    text = [str(p) for p in problems]
+    assert any(t.startswith("(sites, colossus-1) | power_cap_mw:") and "-3" in t for t in text)
+    assert any("allowed_sites: 'aws-use2' is not in sites" in t for t in text)
+    assert any("predecessors: 'pretrain-9b' is not a job" in t for t in text)
+    assert not any("'colossus-1'" in t for t in text), text  # left out, not unknown
+    assert all(p.severity == "error" for p in problems)  # warnings wait for a whole instance
+
+
+def test_horizon_error_stops_before_cross_entity_rules(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["horizon"]["periods"] = 0
+    data["jobs"][1]["predecessors"] = ["pretrain-9b"]
+    shutil.copy(DEMO / "demand.csv", tmp_path / "demand.csv")
+    (tmp_path / "instance.yaml").write_text(yaml.safe_dump(data))
+    _, problems = validate_path(tmp_path / "instance.yaml")
+    assert [p.rule for p in problems] == ["greater_than"]
+    assert str(problems[0]).startswith("(horizon, -) | periods: Input should be greater than 0 (got 0)")
