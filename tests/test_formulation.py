@@ -427,3 +427,16 @@ def test_demo_builds_and_solves_optimally(tmp_path):
     assert tr.loc["finetune-70b", "start_period"] >= tr.loc["pretrain-8b", "end_period"]
     assert sum(extract_costs(model).values()) == pytest.approx(out.objective, rel=1e-6)
     assert_verified(inst, model, out, frames, SolveOptions(), tmp_path)
+
+
+def test_formulation_doc_has_one_section_per_family_in_registry_order():
+    import re
+
+    text = (ROOT / "docs" / "formulation.md").read_text()
+    heads = re.findall(r"^## (\w+) \(`formulation/(\w+)\.py`\)", text, flags=re.M)
+    assert [h for h, _ in heads] == list(FAMILY_NAMES)
+    assert all(h == mod for h, mod in heads)
+    inst = instance_from_dict(budget_case())
+    model = build_model(inst, build_index(inst), elastic=True)
+    for comp in model.component_objects((pyo.Var, pyo.Constraint, pyo.Expression, pyo.Objective)):
+        assert f"`{comp.name}" in text, f"{comp.name} is not documented"
