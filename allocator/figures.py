@@ -206,6 +206,7 @@ def _series(df: pd.DataFrame, value: str, periods: int) -> np.ndarray:
     return out
 
 
+MAX_LABELLED_BARS = 80  # Gantt bars carry "GPUs x type" text up to this many jobs
 CHAR_IN = 0.068  # width of one character of 8-pt tick labels, inches (DejaVu Sans)
 
 
@@ -279,7 +280,9 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
             c = colors[row["gpu_type"]]
             ax.barh(y, x1 - x0, left=x0, height=0.7, color=c, edgecolor="white", linewidth=0.5)
             text = f"{int(row['gpus']):,} × {row['gpu_type']}"
-            if (x1 - x0) / span > 0.14:
+            if n > MAX_LABELLED_BARS:
+                pass  # rows too thin for text: the table under the chart has the numbers
+            elif (x1 - x0) / span > 0.14:
                 ax.text((x0 + x1) / 2, y, text, ha="center", va="center", color="white",
                         fontsize=7.5)
             else:
@@ -289,7 +292,8 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
                 xd = timeline.x(dl)
                 ax.plot([xd, xd], [y - 0.45, y + 0.45], color=CAP_COLOR, linewidth=1.5,
                         gid=f"deadline-{len(ax.lines)}", clip_on=False)
-        ax.set_yticks(ys, [str(j) for j in train["job"]])
+        ax.set_yticks(ys, [str(j) for j in train["job"]],
+                      fontsize=8 if n <= MAX_LABELLED_BARS else max(3.0, 8 - n / 40))
         ax.set_ylim(-0.6, n - 0.4)
         # site bands: shaded alternately, named at the right
         trans = blended_transform_factory(ax.transAxes, ax.transData)
