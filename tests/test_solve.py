@@ -327,3 +327,23 @@ def test_duals_need_a_solved_model():
     with pytest.raises(Exception, match="solve the model"):
         lp_duals(m)
     assert not m.open2.fixed
+
+
+def test_watchdog_interrupts_a_run_that_overruns_its_limit(monkeypatch):
+    # HiGHS's own limit is not set here, so only the watchdog can stop the search; a
+    # market-split problem would otherwise run for minutes.
+    solve_mod = importlib.import_module("allocator.solve")
+    monkeypatch.setattr(solve_mod, "WATCHDOG_GRACE_S", 0.3)
+    m = market_split()
+    comp = solve_mod._compile(m, [m.obj])
+    h = solve_mod._new_highs(SolveOptions())
+    solve_mod._pass(h, comp, 0)
+    import time
+
+    t0 = time.perf_counter()
+    dog = solve_mod._Watchdog(h, t0, 0.0)
+    run = solve_mod._run(h, comp, 0, SolveOptions(), None)
+    assert dog.fired
+    assert time.perf_counter() - t0 < 5
+    assert run.status in (Status.FEASIBLE, Status.NO_SOLUTION)
+    assert "Interrupt" in run.raw or "interrupt" in run.raw
