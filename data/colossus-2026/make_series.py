@@ -31,10 +31,10 @@ MEMPHIS_UTC_OFFSET_H = -5
 
 # peak tokens/s per service and region (SOURCES.md, "Demand")
 PEAK_TOKENS_PER_S = {
-    "frontier-chat": {"users-us-east": 36e6, "users-us-central": 14e6, "users-us-west": 22e6, "users-eu": 18e6},
-    "chat-70b": {"users-us-east": 45e6, "users-us-central": 18e6, "users-us-west": 28e6, "users-eu": 16e6},
-    "code-assist": {"users-us-east": 12e6, "users-us-central": 5e6, "users-us-west": 8e6, "users-eu": 4e6},
-    "chat-eu": {"users-eu": 6e6},
+    "frontier-chat": {"users-us-east": 50e6, "users-us-central": 20e6, "users-us-west": 30e6, "users-eu": 25e6},
+    "chat-70b": {"users-us-east": 34e6, "users-us-central": 13e6, "users-us-west": 21e6, "users-eu": 12e6},
+    "code-assist": {"users-us-east": 9e6, "users-us-central": 4e6, "users-us-west": 6e6, "users-eu": 3e6},
+    "chat-eu": {"users-eu": 4.5e6},
 }
 NIGHT_FLOOR = 0.55
 WEEKEND = 0.85
