@@ -486,10 +486,27 @@ def _write_tables(result: Result, folder: Path, fmt: str) -> tuple[dict[str, str
 
 
 def _records_json(df: pd.DataFrame) -> str:
+    """The table as a JSON list of records; a missing or non-finite value is null. Floats
+    are written with Python's shortest round-trip repr, so reading gives the same bits."""
     cols = list(df.columns)
-    data = [df[c].astype("object").tolist() for c in cols]
-    rows = [{c: json_safe(v) for c, v in zip(cols, vals, strict=True)} for vals in zip(*data, strict=True)]
+    data = [_json_column(df[c]) for c in cols]
+    rows = [dict(zip(cols, vals, strict=True)) for vals in zip(*data, strict=True)]
     return json.dumps(rows, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def _json_column(s: pd.Series) -> list[Any]:
+    if s.dtype == "float64":
+        values = s.to_numpy()
+        out = values.tolist()
+        bad = ~np.isfinite(values)
+        for i in np.flatnonzero(bad):
+            out[i] = None
+        return out
+    if s.dtype in ("int64", "bool"):
+        return s.tolist()
+    if s.dtype == "str":
+        return s.astype("object").where(s.notna(), None).tolist()
+    return [json_safe(v) for v in s.astype("object").tolist()]
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -131,10 +131,16 @@ def _fmt(x: float | None) -> str:
     return f"{x:,.6g}" if abs(x) < 1e6 else f"{x:,.2f}"
 
 
-def _codes(values: Iterable[Any], mapping: Mapping[Any, int]) -> np.ndarray:
+def _codes(values: Iterable[Any], mapping: Mapping[str, int]) -> np.ndarray:
     """Entity codes of ``values`` (-1 for an id the instance does not have)."""
-    vals = list(values)
-    return np.fromiter((mapping.get(x, -1) for x in vals), dtype=np.int64, count=len(vals))
+    if len(values) < 2000:  # type: ignore[arg-type]  # a dict is quicker for a few rows
+        return np.fromiter((mapping.get(x, -1) for x in values), dtype=np.int64, count=len(values))
+    if not mapping:
+        return np.full(len(values), -1, dtype=np.int64)  # type: ignore[arg-type]
+    keys = pd.Index(list(mapping.keys()), dtype=object)
+    codes = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+    pos = keys.get_indexer(pd.Index(np.asarray(values, dtype=object)))
+    return np.where(pos >= 0, codes[pos], -1).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- context
@@ -196,6 +202,13 @@ class _Ctx:
                     self.demand[i, self.region_code[rid]] = series_list(series, T)
         self.data_nodes = {d.id: d.node_id for d in inst.data_sources}
         self._routes: dict[tuple[str, str], Any] = {}
+
+    def pool_codes(self, sites: Iterable[str], gpu_types: Iterable[str]) -> np.ndarray:
+        """Pool codes of (site, gpu_type) pairs; -1 where the site has no such pool."""
+        s = _codes(sites, self.site_code)
+        g = _codes(gpu_types, self.gpu_code)
+        ok = (s >= 0) & (g >= 0)
+        return np.where(ok, self.pool_of[np.maximum(s, 0), np.maximum(g, 0)], -1)
 
     def route(self, a: str, b: str):
         key = (a, b)
@@ -534,20 +547,22 @@ def _evaluate_flows(ctx: _Ctx, fl: pd.DataFrame, ig: pd.DataFrame, held: np.ndar
     live = ok & (x > 0)
     latency = np.full((S, max(R, 1)), np.inf)
     routes: dict[tuple[int, int], Any] = {}
-    for k in np.unique(((v * R + r) * S + s)[live]):
-        vi, ri, si = int(k // (R * S)), int(k // S % R), int(k % S)
+    peak_vrs = np.zeros((V, max(R, 1), max(S, 1)))
+    rows_vrs = np.zeros((V, max(R, 1), max(S, 1)), dtype=np.int64)
+    np.maximum.at(peak_vrs, (v[live], r[live], s[live]), x[live])
+    np.add.at(rows_vrs, (v[live], r[live], s[live]), 1)
+    for vi, ri, si in np.argwhere(rows_vrs > 0):
         svc, region, site = ctx.services[vi], ctx.regions[ri], ctx.site_list[si]
         if (si, ri) not in routes:
             routes[(si, ri)] = ctx.route(site.node_id, region.node_id)
             latency[si, ri] = np.inf if routes[(si, ri)] is None else routes[(si, ri)].latency_ms
-        sel = live & (v == vi) & (r == ri) & (s == si)
-        peak, n_t = _fmt(float(x[sel].max())), len(np.unique(t[sel]))
+        peak, n_t = _fmt(float(peak_vrs[vi, ri, si])), int(rows_vrs[vi, ri, si])
         label = f"service {svc.id}, site {site.id} -> region {region.id}"
         if routes[(si, ri)] is None:
             out("network-route", label, f"no network route, yet it serves up to {peak} tokens/s")
         elif latency[si, ri] > svc.latency_slo_ms + 1e-9:
             out("inference-slo", label, f"latency {latency[si, ri]:g} ms exceeds the SLO of "
-                f"{svc.latency_slo_ms:g} ms (serves up to {peak} tokens/s in {n_t} period(s))")
+                f"{svc.latency_slo_ms:g} ms (serves up to {peak} tokens/s, {n_t} flow row(s))")
         _check_allowed(svc, site, "serves from", out)
 
     # capacity: served per (service, pool, period) <= tokens_per_s_per_gpu x GPUs held
@@ -710,9 +725,8 @@ def verify(inst: Instance, schedule: str | Path | Schedule, *, net: Network | No
     _compare_training(f.get("training"), ev.frames["training"], out)
     _compare_inference(f.get("inference"), ev, out)
     sites_ids = [s.id for s in ctx.site_list]
-    pools = {k: i for i, k in enumerate((s.id, p.gpu_type) for s, p in ctx.pools)}
     _compare_dense("site_gpus", f.get("site_gpus"), ev.arrays["site_gpus"], ["site", "gpu_type", "period"],
-                   lambda df: [_codes(zip(df["site"], df["gpu_type"], strict=True), pools)],
+                   lambda df: [ctx.pool_codes(df["site"], df["gpu_type"])],
                    lambda i: f"site {ctx.pools[i[0]][0].id}, {ctx.pools[i[0]][1].gpu_type}, period {i[1]}",
                    complete=True, T=ctx.T, out=out)
     _compare_dense("sites", f.get("sites"), ev.arrays["sites"], ["site", "period"],
