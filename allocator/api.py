@@ -8,6 +8,8 @@ Stages, each timed and each a public function of its own module:
 An infeasible model is re-built with penalised slack (``elastic=True``) and re-solved so the
 result says, in words, what cannot be met, where, when and by how much. Mandatory jobs that
 have no eligible placement at all make the result infeasible without calling the solver.
+When a limit stops HiGHS with no schedule or a worse one than the greedy planner's, the greedy
+plan (checked by the verifier's rules) is returned with HiGHS's bound.
 
 Pyomo and HiGHS are imported only when a solve runs, so importing allocator stays light.
 """
@@ -88,12 +90,8 @@ def solve(
 
     with clock("build_s"):
         model = build_model(inst, index, opts)
-    start = False
     notes: list[str] = []
-    if opts.warm_start:
-        with clock("warm_start_s"):
-            start = _warm_start(model, inst, index, notes)
-    outcome = solve_model(model, opts, start=start)
+    outcome = solve_model(model, opts)
     timings["handoff_s"] = outcome.handoff_s
     timings["solve_s"] = outcome.solve_s
     base["model"] = dict(outcome.size)
@@ -105,6 +103,8 @@ def solve(
     costs: dict[str, float] = {}
     emissions = None
     explanation: list[str] = []
+    status, objective, bound, gap = outcome.status, outcome.objective, outcome.bound, outcome.gap
+    solver = outcome.solver
     if outcome.status.has_schedule:
         from allocator.formulation import extract
 
@@ -112,22 +112,45 @@ def solve(
             frames = extract.extract_frames(model, inst, index)
             costs = {k: float(v) for k, v in extract.costs_from_frames(inst, frames).items()}
             emissions = float(frames["sites"]["emissions_t"].sum())
-        if opts.duals:
-            with clock("duals_s"):
-                frames["duals"] = _duals(model, opts, inst, index)
     elif outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             explanation = explain_infeasible(inst, index, opts)
 
+    if opts.warm_start and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
+        # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
+        with clock("greedy_s"):
+            alt = _greedy_fallback(inst, index, opts, outcome)
+        if alt is not None:
+            plan, g = alt
+            frames = {k: v for k, v in g.frames.items()}
+            costs, emissions = dict(g.costs), g.emissions_t
+            objective = _mode_objective(opts.objective, costs, emissions)
+            bound = outcome.bound if opts.objective in ("cost", "carbon") else None
+            gap = _gap(objective, bound)
+            status = Status.FEASIBLE
+            solver = f"{outcome.solver} + greedy plan"
+            notes.append(
+                "HiGHS found no schedule within the limits; the greedy plan is returned"
+                if not outcome.has_values else
+                f"the greedy plan ({objective:,.2f}) beats HiGHS's incumbent "
+                f"({outcome.objective:,.2f}) and is returned")
+            if bound is not None:
+                notes.append("its gap is measured against HiGHS's bound")
+            if opts.duals:
+                _load_plan(model, plan)
+    if opts.duals and status.has_schedule:
+        with clock("duals_s"):
+            frames["duals"] = _duals(model, opts, inst, index)
+
     message = "; ".join(m for m in [outcome.message, *notes] if m)
     result = Result(
-        status=outcome.status,
-        objective=outcome.objective,
-        bound=outcome.bound,
-        gap=outcome.gap,
+        status=status,
+        objective=objective,
+        bound=bound,
+        gap=gap,
         costs=costs,
         emissions_t=emissions,
-        solver=outcome.solver,
+        solver=solver,
         options=_options_dict(opts),
         message=message,
         explanation=explanation,
@@ -258,27 +281,55 @@ def _check_size(size: dict[str, int], opts: SolveOptions, inst: Instance) -> Non
     )
 
 
-def _warm_start(model, inst: Instance, index, notes: list[str]) -> bool:
-    """Greedy plan -> variable values, if the heuristics module is there. A failed warm start
-    costs only the start: the MIP still runs, and the result's message says so."""
+def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome):
+    """The greedy plan as (plan, evaluated Result) when it should replace what HiGHS returned
+    after a limit: HiGHS has no schedule, or (single objectives only) a worse one.
+
+    Handing the plan to HiGHS as a MIP start was measured to hurt (HiGHS stopped improving
+    once given it; docs/performance.md), so the plan is only a fallback."""
     try:
         heuristics = importlib.import_module("allocator.heuristics")
-        extract = importlib.import_module("allocator.formulation.extract")
     except ModuleNotFoundError:
-        return False
-    greedy = getattr(heuristics, "greedy_schedule", None)
-    set_values = getattr(extract, "start_values_from_schedule", None)
-    if greedy is None or set_values is None:
-        return False
-    try:
-        decisions = greedy(inst, index)
-        training, inference_gpus, inference = _decision_frames(decisions)
-        set_values(model, training, inference_gpus, inference)
-    except Exception as e:  # noqa: BLE001 - a heuristic failure must not fail the solve
-        log.warning("warm start skipped: %s: %s", type(e).__name__, e)
-        notes.append(f"warm start skipped ({type(e).__name__}: {e})")
-        return False
-    return True
+        return None
+    if not hasattr(heuristics, "greedy_schedule"):
+        return None
+    from allocator.verify import evaluate
+
+    plan = heuristics.greedy_schedule(inst, index)
+    ev = evaluate(inst, plan)
+    mandatory = {j for j, m in index.mandatory.items() if m}
+    if ev.violations or any(j in mandatory for j in getattr(plan, "unplaced", [])):
+        return None
+    value = _mode_objective(opts.objective, ev.costs, ev.emissions_t)
+    if outcome.has_values:
+        if opts.objective not in ("cost", "carbon") or outcome.objective is None:
+            return None
+        if value >= outcome.objective - 1e-9 * max(1.0, abs(outcome.objective)):
+            return None
+    result = Result(status=Status.FEASIBLE, costs=dict(ev.costs), emissions_t=ev.emissions_t,
+                    frames=dict(ev.frames))
+    return plan, result
+
+
+def _mode_objective(mode: str, costs: dict[str, float], emissions: float | None) -> float:
+    """The reported objective of a mode: total cost for cost and carbon-then-cost, emissions
+    for carbon and cost-then-carbon (the second objective of a lexicographic mode)."""
+    if mode in ("carbon", "cost-then-carbon"):
+        return float(emissions or 0.0)
+    return float(sum(costs.values()))
+
+
+def _gap(objective: float | None, bound: float | None) -> float | None:
+    if objective is None or bound is None:
+        return None
+    return max(0.0, abs(objective - bound) / max(abs(objective), 1e-9))
+
+
+def _load_plan(model, plan) -> None:
+    """Put a plan's decisions into the model's variables (for duals of that plan)."""
+    extract = importlib.import_module("allocator.formulation.extract")
+    training, inference_gpus, inference = _decision_frames(plan)
+    extract.start_values_from_schedule(model, training, inference_gpus, inference)
 
 
 def _decision_frames(decisions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -316,7 +316,7 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--heuristic", type=click.Choice(["greedy"]), default=None,
               help="Use the greedy planner alone (no MIP; status feasible, no bound).")
 @click.option("--no-warm-start", "no_warm_start", is_flag=True,
-              help="Do not start HiGHS from the greedy plan.")
+              help="Do not fall back on the greedy plan when a limit stops HiGHS.")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
 @click.option("--quiet", is_flag=True, help="Print only the status line.")
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")

@@ -514,6 +514,12 @@ def solve_model(
             final = _Run(Status.FEASIBLE, obj2, None, second.seconds, second.raw, True,
                          second.nodes, "second objective not improved within the limits; "
                          "the plan of the first objective is kept")
+        if first.status is not Status.OPTIMAL and final.status is Status.OPTIMAL:
+            # the second stage is optimal only within a first stage that was not proven
+            final = _Run(Status.FEASIBLE, final.objective, final.bound, final.seconds,
+                         final.raw, True, final.nodes,
+                         f"first objective ({_label(objs[0])}) stopped by a limit "
+                         f"with gap {_pct(_gap(first.objective, first.bound))}")
         stages.append(_stage(comp, 1, final))
         objs[0].deactivate()
         objs[1].activate()
@@ -557,6 +563,10 @@ def solve_model(
         nodes=nodes,
         size=size,
     )
+
+
+def _pct(gap: float | None) -> str:
+    return "unknown" if gap is None else f"{gap:.2%}"
 
 
 def _label(obj: ObjectiveData) -> str:

@@ -245,3 +245,20 @@ def test_greedy_heuristic_alone_is_a_feasible_result_without_bound(tmp_path):
     assert res.status is Status.FEASIBLE
     assert res.bound is None
     assert res.total_cost >= 64.0 - 1e-9  # never better than the optimum
+
+
+def test_greedy_plan_stands_in_when_highs_has_no_schedule_at_the_limit(tmp_path):
+    # no time at all: HiGHS cannot find a schedule; the greedy plan is returned instead,
+    # feasible (verified) and marked as such
+    res = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=0.0)
+    assert res.status is Status.FEASIBLE
+    assert "greedy" in res.solver and "greedy plan" in res.message
+    assert res.objective == pytest.approx(res.total_cost)
+    from allocator import load_instance
+    from allocator.verify import verify_schedule
+
+    folder = res.export(tmp_path / "s")
+    assert verify_schedule(load_instance(DATA / "demo" / "instance.yaml"), folder) == []
+    # without the fallback the same solve has no schedule
+    bare = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=0.0, warm_start=False)
+    assert bare.status is Status.NO_SOLUTION and bare.frames == {}
