@@ -348,13 +348,14 @@ class Result:
 
 
 def is_schedule_dir(path: str | Path) -> bool:
-    """True if ``path`` is a folder holding a schedule (its summary.json or any table)."""
+    """True if ``path`` is a folder holding a schedule: its summary.json, or nothing but
+    schedule tables (a folder written by hand or by an older version)."""
     p = Path(path)
     if not p.is_dir():
         return False
     names = {c.name for c in p.iterdir()}
     tables = {f"{t}{ext}" for t in TABLES for ext in FORMATS.values()}
-    return SUMMARY_FILE in names or bool(names & tables)
+    return SUMMARY_FILE in names or (bool(names) and names <= tables)
 
 
 def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",

@@ -162,10 +162,12 @@ def test_folder_with_other_files_is_never_replaced(tmp_path):
     mine = tmp_path / "notes"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
+    (mine / "training.csv").write_text("my own table")  # a schedule's file name, among others
     for force in (False, True):
         with pytest.raises(InputError, match="holds no schedule"):
             Result(status=Status.OPTIMAL).export(mine, force=force)
     assert (mine / "thesis.tex").read_text() == "precious"
+    assert (mine / "training.csv").read_text() == "my own table"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (Result(status=Status.OPTIMAL).export(empty) / "summary.json").exists()
