@@ -152,9 +152,13 @@ def validate_cmd(instance, as_json, profiles_dir):
     inst, problems = validate_path(instance, profiles_dir=profiles_dir)
     errs, warns = errors(problems), warnings(problems)
     if as_json:
-        def rows(ps):
-            return [{"rule": p.rule, "entity": p.entity, "id": p.id, "message": p.message, "fix": p.fix,
-                     "text": str(p)} for p in ps]
+        def rows(ps):  # "train-3 [jobs.csv row 3]" -> id "train-3", where "jobs.csv row 3"
+            out = []
+            for p in ps:
+                ident, _, where = p.id.partition(" [") if p.id.endswith("]") else (p.id, "", "")
+                out.append({"rule": p.rule, "entity": p.entity, "id": ident, "where": where.rstrip("]"),
+                            "message": p.message, "fix": p.fix, "text": str(p)})
+            return out
 
         click.echo(json.dumps({"source": instance, "valid": not errs,
                                "summary": summary(inst) if inst is not None else None,
