@@ -100,6 +100,10 @@ def test_json_output_for_programs():
     assert doc["summary"]["periods"] == 24 and doc["summary"]["sites"] == 3
     assert [w["rule"] for w in doc["warnings"]] == ["redundancy-one-site"]
 
+    csv = run("validate", "--json", target(CORPUS / "csv-unknown-gpu-type"))
+    (err,) = json.loads(csv.stdout)["errors"]
+    assert (err["entity"], err["id"], err["where"]) == ("jobs", "train-3", "jobs.csv row 3")
+
     broken = run("validate", "--json", target(CORPUS / "yaml-syntax-error"))
     assert broken.exit_code == 2
     doc = json.loads(broken.stdout)
