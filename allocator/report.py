@@ -302,8 +302,8 @@ def _key_figures(summary: dict[str, Any], frames, prefix: str) -> str:
         ("status", status, f"status status-{_e(status)}"),
         ("total cost", format_usd(_num(total)), ""),
         ("gap", gap_text, ""),
-        ("unserved demand", "n/a" if unserved is None else f"{float(unserved):,.4g} M tokens", ""),
-        ("emissions", "n/a" if emissions is None else f"{float(emissions):,.4g} tCO2", ""),
+        ("unserved demand", "n/a" if unserved is None else f"{fmt_qty(unserved)} M tokens", ""),
+        ("emissions", "n/a" if emissions is None else f"{fmt_qty(emissions)} tCO2", ""),
         ("objective", _fmt_objective(summary), ""),
         ("best bound", _fmt_objective(summary, "bound"), ""),
         ("jobs placed", str(0 if train is None else len(train)), ""),
@@ -516,6 +516,12 @@ def _fmt_objective(summary, key: str = "objective") -> str:
         return "n/a"
     mode = ((summary.get("options") or {}).get("objective") or "cost")
     return format_usd(v) if str(mode).startswith("cost") else f"{v:,.6g}"
+
+
+def fmt_qty(v) -> str:
+    """A quantity for the key figures: 16,220 above a thousand, else 4 significant digits."""
+    f = float(v)
+    return f"{f:,.0f}" if abs(f) >= 1000 else f"{f:,.4g}"
 
 
 def _num(v) -> float | None:

@@ -285,6 +285,13 @@ def test_key_figures_come_from_the_summary(report, schedule):
     assert summary["unserved_mtok"] > 0
 
 
+def test_key_figure_quantities_read_plainly():
+    from allocator.report import fmt_qty
+
+    assert [fmt_qty(v) for v in (16219.7, 35469.94, 475.2, 12.186, 0.0)] == [
+        "16,220", "35,470", "475.2", "12.19", "0"]
+
+
 def test_no_external_resources(report):
     out, _, _ = report
     page = parse(out.read_text())
