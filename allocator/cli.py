@@ -115,7 +115,7 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
             console.print(f"objective from {ok['objective'].min():,.2f} to {ok['objective'].max():,.2f}")
     if failed:
         console.print(f"{failed} of {len(df)} scenarios have no schedule; see the status and "
-                      f"error columns of {out}/results.csv")
+                      f"error columns of {out}/results.csv", soft_wrap=True, markup=False)
     console.print(f"results: {out}/results.parquet, {out}/results.csv", soft_wrap=True, markup=False)
     for f in files:
         console.print(f"figure: {f}", soft_wrap=True, markup=False)

@@ -216,29 +216,31 @@ class ScenarioTask:
 class Solver:
     """Solves scenarios of one base instance in one worker.
 
-    The default path (an injected ``solve`` function, or ``reuse=False``) builds each
-    scenario's instance and calls ``solve(instance, options)``. With the default solve and
-    ``reuse=True`` it hands scenarios to allocator's reusable session when the engine
-    offers one (see ``_session_factory``), which keeps what does not change between
-    scenarios (network, index, the built model) and updates only the numbers.
+    With an injected ``solve`` function, or ``reuse=False``, each scenario's instance is
+    built and handed to ``solve(instance, options)``. Otherwise a ReuseSession keeps the
+    model built for the previous scenario and updates only what the changed numbers touch.
     """
 
     def __init__(self, task: ScenarioTask, inst: Instance):
         self.task = task
         self.inst = inst
         self.resolved = {p.path: resolve(inst, p.path) for p in task.spec.parameters}
-        self.session = None
-        if task.solve is None and task.reuse:
-            factory = _session_factory()
-            if factory is not None:
-                self.session = factory(inst, task.options)
+        self.fn = task.solve or _default_solve()
+        self.session = ReuseSession(task.options) if task.reuse and _is_engine(self.fn) else None
+        self.key: tuple | None = None
 
     def solve(self, sc: Scenario) -> Result:
         sinst = scenario_instance(self.inst, sc, self.resolved)
         if self.session is not None:
             return self.session.solve(sinst)
-        fn = self.task.solve or _default_solve()
-        return fn(sinst, self.task.options)
+        return self.fn(sinst, self.task.options)
+
+
+def _is_engine(fn: SolveFn) -> bool:
+    """True for allocator's own solve, whose stages the reuse path re-implements."""
+    from allocator import api
+
+    return fn is api.solve
 
 
 _local = threading.local()  # one Solver per worker thread, sweep and base instance
@@ -264,13 +266,182 @@ def _default_solve() -> SolveFn:
     return fn
 
 
-def _session_factory():
-    """allocator.api.SolveSession(instance, options) if the engine provides one."""
-    try:
-        from allocator import api
-    except ImportError:
-        return None
-    return getattr(api, "SolveSession", None)
+# --------------------------------------------------------------------------- model reuse
+
+# Instance fields whose change alters only the numbers of one constraint family and the
+# families built after it (registry order: training, inference, capacity, power, network,
+# budget, objective). Cost terms are built by the budget family when there is a budget,
+# otherwise by the objective family: prices therefore rebuild from "budget" on.
+REBUILD_FROM: dict[str, str] = {
+    "power_cap_mw": "power",
+    "bandwidth_gbps": "network",
+    "budget_usd": "budget",
+    "ondemand_price_usd_per_gpu_h": "budget",
+    "reserved_price_usd_per_gpu_h": "budget",
+    "energy_price_usd_per_mwh": "budget",
+    "carbon_g_per_kwh": "budget",
+    "carbon_price_usd_per_t": "budget",
+    "unserved_usd_per_mtok": "budget",
+}
+_KEY_COLUMNS = ("j", "o", "s", "t", "v", "r", "g", "l")
+
+
+class ReuseSession:
+    """Solve a series of scenarios of one instance, re-using the built model between them.
+
+    The first scenario (and any scenario whose change is not listed in REBUILD_FROM, or
+    whose eligible tuples differ) is built in full. For the next one, the families that
+    the changed numbers touch (and the families after them, which may refer to them) are
+    deleted and added again from the new instance; the big families (training starts,
+    inference flows, GPU capacity) are kept. The previous solution stays in the variables
+    and is passed to HiGHS as a MIP start. Scenarios without a schedule, and options this
+    path does not cover (duals, greedy heuristic), go through allocator.solve so their
+    explanation and extras are exactly those of a plain solve.
+
+    Uses only the public stages: Network, build_index, formulation.FAMILIES/build_model,
+    solve_model, extract_frames/extract_costs.
+    """
+
+    def __init__(self, options: SolveOptions):
+        self.options = options
+        self.model = None
+        self.inst: Instance | None = None
+        self.index = None
+        self.structure: tuple | None = None
+        self.created: dict[str, list[str]] = {}  # family -> component names it added
+        self.stats = {"built": 0, "reused": 0, "fallback": 0}
+
+    def solve(self, inst: Instance) -> Result:
+        opts = self.options
+        if opts.duals or opts.heuristic is not None:
+            return self._fallback(inst)
+        from allocator.indexing import build_index
+        from allocator.network import Network
+
+        t0 = time.perf_counter()
+        index = build_index(inst, Network(inst))
+        if index.unplaceable_mandatory:
+            return self._fallback(inst)
+        structure = _index_structure(index)
+        first = self._rebuild_from(inst, structure)
+        if first is None:
+            self._build(inst, index)
+            reused = False
+        else:
+            self._update(first, inst, index)
+            reused = True
+        self.inst, self.index, self.structure = inst, index, structure
+        build_s = time.perf_counter() - t0
+
+        from allocator.solve import solve_model
+
+        outcome = solve_model(self.model, opts, start=reused)
+        if not outcome.status.has_schedule:
+            self.model = None  # its values are no start for anyone
+            return self._fallback(inst)
+        from allocator.formulation.extract import costs_from_frames, extract_frames
+
+        frames = extract_frames(self.model, inst, index)
+        costs = {k: float(v) for k, v in costs_from_frames(inst, frames).items()}
+        emissions = float(frames["sites"]["emissions_t"].sum()) if "sites" in frames else None
+        self.stats["reused" if reused else "built"] += 1
+        placed = set(frames["training"]["job"]) if "training" in frames else set()
+        summary = {
+            "instance": {"name": inst.name, "horizon": inst.horizon.model_dump(mode="json")},
+            "dropped_jobs": [j.id for j in inst.jobs if not j.mandatory and j.id not in placed],
+            "model_reused": reused,
+        }
+        return Result(status=outcome.status, objective=outcome.objective, bound=outcome.bound,
+                      gap=outcome.gap, costs=costs, emissions_t=emissions, build_s=build_s,
+                      solve_s=outcome.solve_s, solver=outcome.solver,
+                      options=dataclass_dict(opts), message=getattr(outcome, "message", "") or "",
+                      frames=frames, summary=summary)
+
+    def _fallback(self, inst: Instance) -> Result:
+        self.stats["fallback"] += 1
+        return _default_solve()(inst, self.options)
+
+    def _rebuild_from(self, inst: Instance, structure: tuple) -> str | None:
+        """The first family to rebuild, or None when the model must be built anew."""
+        if self.model is None or self.inst is None or structure != self.structure:
+            return None
+        changed = _changed_fields(self.inst, inst)
+        if not changed:
+            return "objective"
+        if any(f not in REBUILD_FROM for f in changed):
+            return None
+        from allocator.formulation import FAMILY_NAMES
+
+        order = {name: i for i, name in enumerate(FAMILY_NAMES)}
+        return min((REBUILD_FROM[f] for f in changed), key=lambda n: order.get(n, -1))
+
+    def _build(self, inst: Instance, index) -> None:
+        from allocator.formulation import FAMILIES, FAMILY_NAMES, build_model
+
+        late = [n for n in FAMILY_NAMES if n in set(REBUILD_FROM.values()) | {"objective"}]
+        late = FAMILY_NAMES[min(FAMILY_NAMES.index(n) for n in late):]
+        user_off = set(self.options.disabled_families)
+        opts = self.options.with_(disabled_families=tuple(sorted(user_off | set(late))))
+        self.model = build_model(inst, index, opts)
+        self.created = {}
+        for name, add in FAMILIES:
+            if name in late and name not in user_off:
+                self.created[name] = _add_family(self.model, add, inst, index, self.options)
+
+    def _update(self, first: str, inst: Instance, index) -> None:
+        from allocator.formulation import FAMILIES
+
+        names = [n for n, _ in FAMILIES]
+        redo = [(n, add) for n, add in FAMILIES if names.index(n) >= names.index(first) and n in self.created]
+        for name, _ in reversed(redo):
+            for comp in reversed(self.created[name]):
+                if self.model.find_component(comp) is not None:
+                    self.model.del_component(comp)
+        self.model._inst, self.model._index = inst, index  # what extraction defaults to
+        for name, add in redo:
+            self.created[name] = _add_family(self.model, add, inst, index, self.options)
+
+
+def _add_family(model, add, inst, index, options) -> list[str]:
+    before = set(model.component_map().keys())
+    add(model, inst, index, options)
+    return [k for k in model.component_map().keys() if k not in before]
+
+
+def _index_structure(index) -> tuple:
+    """The eligible tuples of an index (not their coefficients), hashed per frame."""
+    parts: list[Any] = [tuple(index.jobs), tuple(sorted(index.unplaced)), tuple(index.precedences),
+                        tuple(getattr(index, "redundant_services", ()))]
+    for name, value in vars(index).items():
+        if isinstance(value, pd.DataFrame):
+            keys = [c for c in _KEY_COLUMNS if c in value.columns]
+            h = int(pd.util.hash_pandas_object(value[keys], index=False).sum()) if keys and len(value) else 0
+            parts.append((name, len(value), tuple(keys), h))
+    return tuple(parts)
+
+
+def _changed_fields(a: Any, b: Any) -> set[str]:
+    """Names of the fields that differ between two instances (walking nested entities)."""
+    from pydantic import BaseModel
+
+    out: set[str] = set()
+    for name in type(a).model_fields:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, BaseModel) and isinstance(y, BaseModel):
+            out |= _changed_fields(x, y)
+        elif (isinstance(x, list) and isinstance(y, list) and len(x) == len(y)
+              and all(isinstance(i, BaseModel) for i in x + y)):
+            for i, j in zip(x, y, strict=True):
+                out |= _changed_fields(i, j)
+        elif x != y:
+            out.add(name)
+    return out
+
+
+def dataclass_dict(obj: Any) -> dict:
+    import dataclasses
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(obj).items()}
 
 
 def base_row(sc: Scenario, sites: list[str]) -> dict:

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from allocator.errors import InputError, Problem
+from allocator.errors import InputError, Problem, format_problems
 from allocator.io import read_yaml
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -174,6 +174,18 @@ def _solve_changes(raw: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- loading
 
 
+class SpecError(InputError):
+    """A sweep spec that cannot be used (CLI exit code 2)."""
+
+    def __str__(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        errors = [p for p in self.problems if p.severity == "error"]
+        n = len(errors)
+        lines = [f"{head}{n} problem{'s' if n != 1 else ''} in the sweep spec"]
+        lines.extend(format_problems(errors))
+        return "\n".join(lines)
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec file; problems name the file, field and value."""
     path = Path(path)
@@ -185,15 +197,15 @@ def spec_from_dict(raw: Any, *, source: str = "<spec>") -> SweepSpec:
     name = Path(source).name if source != "<spec>" else source
     if not isinstance(raw, dict):
         kind = type(raw).__name__ if raw is not None else "nothing"
-        raise InputError([Problem("sweep", name, f"top level is {kind}, expected a mapping",
+        raise SpecError([Problem("sweep", name, f"top level is {kind}, expected a mapping",
                                   "start with 'parameters:'", rule="spec-top-level")], source=source)
     try:
         spec = SweepSpec.model_validate(raw)
         _solve_changes(spec.solve)
     except ValidationError as exc:
-        raise InputError(_spec_problems(exc, raw, name), source=source) from None
+        raise SpecError(_spec_problems(exc, raw, name), source=source) from None
     except ValueError as exc:
-        raise InputError([Problem("sweep", name, str(exc), "fix the solve options", rule="spec-solve")],
+        raise SpecError([Problem("sweep", name, str(exc), "fix the solve options", rule="spec-solve")],
                          source=source) from None
     return spec
 
@@ -292,17 +304,25 @@ def resolve(inst: Instance, path: str) -> list[tuple[Step, ...]]:
         name, sel = m["name"], m["sel"]
         where = ".".join(segments[:i]) or "the instance"
         nxt = []
+        misses: list[str] = []
         for addr, obj in addrs:
             if not isinstance(obj, BaseModel) or name not in type(obj).model_fields:
                 fields = sorted(type(obj).model_fields) if isinstance(obj, BaseModel) else []
-                raise PathError(f"{where} has no field {name!r}"
-                                + (f" (fields: {', '.join(fields)})" if fields else ""))
+                misses.append(f"{where} has no field {name!r}"
+                              + (f" (fields: {', '.join(fields)})" if fields else ""))
+                continue
             val = getattr(obj, name)
             base = (*addr, ("attr", name))
             if sel is None:
                 nxt.append((base, val))
-            else:
+                continue
+            try:
                 nxt.extend(_select(val, sel, base, f"{where}.{name}" if i else name))
+            except PathError as exc:  # fine for one of several items a pattern selected
+                misses.append(str(exc))
+        if not nxt:
+            raise PathError(misses[0] if len(set(misses)) == 1 or len(misses) == 1
+                            else f"{misses[0]} (and in {len(misses) - 1} more of the selected items)")
         addrs = nxt
     out = []
     for addr, val in addrs:
@@ -547,7 +567,7 @@ def check_spec(inst: Instance, spec: SweepSpec, *, source: str = "<spec>") -> li
             problems.append(Problem("sweep", f"{name} parameters[{i}] {p.path}", str(exc),
                                     "fix the path (see docs/sweeps.md)", rule="spec-path"))
     if problems:
-        raise InputError(problems, source=source)
+        raise SpecError(problems, source=source)
     scenarios = expand(spec)
     bad: dict[str, Problem] = {}
     for sc in scenarios:
@@ -560,7 +580,7 @@ def check_spec(inst: Instance, spec: SweepSpec, *, source: str = "<spec>") -> li
                 bad[path] = Problem("sweep", f"{name} {path}", f"{op} {value!r}: {exc}",
                                     "use values the instance schema accepts", rule="spec-value")
     if bad:
-        raise InputError(list(bad.values()), source=source)
+        raise SpecError(list(bad.values()), source=source)
     return scenarios
 
 

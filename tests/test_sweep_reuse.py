@@ -1,0 +1,139 @@
+"""Model reuse between scenarios, and sweeps with the real solver.
+
+The fast tests check which families a change rebuilds (no solve). The slow ones solve: a
+re-used model must give the optimum of a plain solve (within the gap) and a schedule that
+the independent verifier accepts; the shipped specs run end to end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from allocator import load_instance
+from allocator.sweep import ReuseSession, _changed_fields, _index_structure, sweep
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_instance(DATA / "demo" / "instance.yaml")
+
+
+def variant(inst, *, cap=None, factor=None, carbon=None, demand=None):
+    new = inst.model_copy(deep=True)
+    if cap is not None:
+        new.site("colossus-1").power_cap_mw = cap
+    if factor is not None:
+        for site in new.sites:
+            for pool in site.pools:
+                pool.ondemand_price_usd_per_gpu_h = round(pool.ondemand_price_usd_per_gpu_h * factor, 6)
+    if carbon is not None:
+        new.carbon_price_usd_per_t = carbon
+    if demand is not None:
+        svc = new.services[0]
+        svc.demand = {r: [x * demand for x in v] for r, v in svc.demand.items()}
+    return new
+
+
+def test_changed_fields_names_leaf_fields(demo):
+    assert _changed_fields(demo, demo.model_copy(deep=True)) == set()
+    assert _changed_fields(demo, variant(demo, cap=3.5, carbon=80)) == {"power_cap_mw", "carbon_price_usd_per_t"}
+    assert _changed_fields(demo, variant(demo, factor=0.8)) == {"ondemand_price_usd_per_gpu_h"}
+    assert _changed_fields(demo, variant(demo, demand=2)) == {"demand"}
+
+
+def test_rebuild_choice(demo):
+    from allocator.indexing import build_index
+    from allocator.network import Network
+
+    session = ReuseSession(options=None)
+    session.model = object()  # stands for a built model: only the decision is tested here
+    session.inst = demo
+    session.structure = _index_structure(build_index(demo, Network(demo)))
+
+    def first(inst):
+        return session._rebuild_from(inst, _index_structure(build_index(inst, Network(inst))))
+
+    assert first(variant(demo, factor=1.2, carbon=40)) == "budget"
+    # a higher ceiling leaves the eligible starts as they are: only the power rows change
+    assert first(variant(demo, cap=3.5, carbon=80)) == "power"
+    # demand is not a numbers-only change of a late family: rebuild
+    assert first(variant(demo, demand=1.1)) is None
+    # a ceiling so low that gangs no longer fit changes the eligible starts: rebuild
+    assert first(variant(demo, cap=0.6)) is None
+
+
+# --------------------------------------------------------------------------- with the solver
+
+
+@pytest.mark.slow
+def test_reused_model_matches_plain_solve_and_verifies(demo, tmp_path):
+    from allocator.api import solve
+    from allocator.options import SolveOptions
+    from allocator.verify import verify_schedule
+
+    opts = SolveOptions(threads=1, mip_gap=1e-4, time_limit_s=120)
+    session = ReuseSession(opts)
+    scenarios = [variant(demo), variant(demo, carbon=80, factor=0.8), variant(demo, cap=4.0, carbon=80, factor=0.8),
+                 variant(demo, cap=2.5, factor=1.2)]
+    for k, inst in enumerate(scenarios):
+        reused = session.solve(inst)
+        plain = solve(inst, opts)
+        assert reused.status.value == plain.status.value == "optimal"
+        tol = 2e-4 * abs(plain.objective)
+        assert reused.objective == pytest.approx(plain.objective, abs=tol)
+        assert reused.total_cost == pytest.approx(sum(reused.costs.values()))
+        out = reused.export(tmp_path / f"s{k}", "csv", True)
+        assert verify_schedule(inst, out) == []
+    assert session.stats["reused"] >= 2 and session.stats["built"] >= 1
+
+
+@pytest.mark.slow
+def test_demo_sweep_spec_runs_with_the_solver(tmp_path):
+    df = sweep(DATA / "demo" / "instance.yaml", DATA / "demo" / "sweep.yaml", out=tmp_path / "d",
+               workers=2, progress=False)
+    assert len(df) == 24
+    assert df["status"].isin(["optimal", "feasible"]).all(), df[["status", "error"]]
+    # a carbon price never lowers the objective of the same scenario
+    cap, price, carbon = "sites[colossus-1].power_cap_mw", "*.ondemand_price_usd_per_gpu_h", "carbon_price_usd_per_t"
+    wide = df.pivot_table(index=[cap, price], columns=carbon, values="objective")
+    assert (wide[80.0] >= wide[0.0] * (1 - 1e-3)).all()
+    # more power at Colossus never costs more (within the gap)
+    obj = df[df[carbon] == 0].pivot_table(index=price, columns=cap, values="objective")
+    assert (obj[4.0] <= obj[2.0] * (1 + 1e-3)).all()
+
+
+@pytest.mark.slow
+def test_colossus_sweep_local_and_dask_agree_and_resume(tmp_path):
+    """The 60-scenario colossus spec locally, interrupted and resumed, then on a Dask
+    LocalCluster: the same objectives (threads 1, fixed seed, stopped by the gap)."""
+    from distributed import Client, LocalCluster
+
+    inst = load_instance(DATA / "colossus-2026" / "instance.yaml")
+    spec = DATA / "colossus-2026" / "sweep.yaml"
+    seen: list[str] = []
+
+    def stop_after_10(row):
+        seen.append(row["scenario"])
+        if len(seen) == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(inst, spec, out=tmp_path / "local", workers=2, progress=False, on_row=stop_after_10)
+    done_before = {p.parent.name for p in (tmp_path / "local" / "scenarios").glob("*/row.json")}
+    assert len(done_before) >= 10
+    ran: list[str] = []
+    local = sweep(inst, spec, out=tmp_path / "local", workers=2, progress=False,
+                  on_row=lambda r: ran.append(r["scenario"]))
+    assert not set(ran) & done_before and len(ran) + len(done_before) == 60
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            Client(cl) as client:
+        dask = sweep(inst, spec, out=tmp_path / "dask", executor=client, progress=False)
+    assert len(local) == len(dask) == 60
+    assert local["status"].isin(["optimal", "feasible"]).all()
+    pd.testing.assert_series_equal(local["scenario"], dask["scenario"])
+    assert (local["objective"] - dask["objective"]).abs().max() <= 0.011 * local["objective"].abs().max()
