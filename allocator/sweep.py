@@ -325,6 +325,7 @@ class ReuseSession:
         structure = _index_structure(index)
         first = self._rebuild_from(inst, structure)
         if first is None:
+            _validate(inst)  # as a plain solve does; numbers-only updates keep its verdict
             self._build(inst, index)
             reused = False
         else:
@@ -400,6 +401,14 @@ class ReuseSession:
         self.model._inst, self.model._index = inst, index  # what extraction defaults to
         for name, add in redo:
             self.created[name] = _add_family(self.model, add, inst, index, self.options)
+
+
+def _validate(inst: Instance) -> None:
+    try:
+        from allocator.validate import check
+    except ImportError:
+        return
+    check(inst)
 
 
 def _add_family(model, add, inst, index, options) -> list[str]:

@@ -267,9 +267,14 @@ def test_processes_and_dask_give_the_inline_results(demo, tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         dask = sweep(demo, SPEC, out=tmp_path / "d", executor=client, solve=fake_solve)
+        # by address, as `--scheduler tcp://...` does; resumes the folder the client wrote
+        again = sweep(demo, SPEC, out=tmp_path / "d", scheduler=cluster.scheduler_address,
+                      solve=CountingSolve(tmp_path / "c"), retry_failed=True)
     cols = ["scenario", "status", "objective", "total_cost_usd", "error"]
     pd.testing.assert_frame_equal(procs[cols], inline[cols])
     pd.testing.assert_frame_equal(dask[cols], inline[cols])
+    pd.testing.assert_frame_equal(again[cols], inline[cols])
+    assert CountingSolve(tmp_path / "c").calls() == 6  # only the six errors were re-run
     assert len(list((tmp_path / "d" / "scenarios").glob("*/row.json"))) == 12
 
 
