@@ -14,8 +14,11 @@ cloud list prices, PUE, grid carbon, latency per km):
   nearest sites (plus a spanning tree, so everything is connected) and to the user regions
   within 80 ms; egress at inter-region and internet rates.
 - Training jobs: gang sizes of 8-512 GPUs for most, a few of 1,024-4,096; durations of a few
-  to a few dozen periods; release/deadline windows with slack; ~15% optional with a value,
-  some soft deadlines, ~10% EU-resident, ~10% with a predecessor.
+  to a few dozen periods (median ~1/6 of min(48, periods/2)); release/deadline windows with
+  20-100% slack over the duration (one job in ten open to the horizon end), as a planner would
+  set them, which keeps the number of possible starts proportionate; ~15% optional with a
+  value, ~5% soft deadlines, ~10% EU-resident, ~10% with a predecessor, ~40% pinned to 1-3
+  sites (where their data or checkpoint is) and jobs with a soft or no deadline to 1-2.
 - Inference services: tokens/s per GPU from the model profiles, a latency SLO, a daily demand
   cycle in each user region's local time; some with N+1 redundancy.
 - GPU pools are sized so that training plus inference load them ~75% on average, and every
@@ -140,6 +143,7 @@ def generate_instance(
     site_list = _size_sites(places, job_list, svc_list, periods, period_hours, rng)
     links, regions_used = _make_links(places, rng)
     _fit_services(svc_list, places, links)
+    _size_bandwidth(links, job_list, svc_list, period_hours)
     data: dict[str, Any] = {
         "name": f"synthetic-j{jobs}-v{services}-s{sites}-t{periods}-seed{seed}",
         "description": "synthetic instance from allocator.generate (realistic proportions, not real data)",
@@ -240,7 +244,7 @@ def _pick_places(n: int, rng: np.random.Generator) -> list[_Place]:
 
 def _durations(n: int, periods: int, rng: np.random.Generator) -> np.ndarray:
     hi = max(2, min(48, periods // 2))
-    d = np.exp(rng.normal(math.log(max(2.0, hi / 4)), 0.6, size=n))
+    d = np.exp(rng.normal(math.log(max(2.0, hi / 6)), 0.7, size=n))
     return np.clip(np.round(d), 2, hi).astype(int) if hi > 2 else np.full(n, min(2, periods), dtype=int)
 
 
@@ -255,7 +259,7 @@ def _make_jobs(n: int, periods: int, ph: float, zones: list[str], places: list[_
     durs = _durations(n, periods, rng)
     small = rng.choice(sizes, size=n, p=size_p)
     large = rng.choice(np.array([1024, 2048, 4096]), size=n, p=[0.6, 0.3, 0.1])
-    u = rng.random((n, 12))  # one row of uniforms per job, one column per decision
+    u = rng.random((n, 14))  # one row of uniforms per job, one column per decision
     jobs: list[dict] = []
     for i in range(n):
         r = u[i]
@@ -282,21 +286,25 @@ def _make_jobs(n: int, periods: int, ph: float, zones: list[str], places: list[_
             if math.ceil(hours / ph - 1e-9) <= periods:  # the base option always fits
                 options.append({"gpu_type": g, "gpus": n_g, "hours": hours})
         max_d = max(math.ceil(o["hours"] / ph - 1e-9) for o in options)
-        slack = int(round(max_d * (0.3 + 1.7 * r[7]))) + 1
+        slack = int(round(max_d * (0.2 + 0.8 * r[7]))) + 1
         release = int(r[8] * max(1, periods - max_d - slack + 1))
         deadline = min(periods, release + max_d + slack)
         release = min(release, deadline - max_d)
         mandatory = r[9] >= 0.15
+        open_ended = r[10] >= 0.97 or (mandatory and r[10] < 0.05)
         job: dict[str, Any] = {
             "id": f"job-{i:05d}",
             "options": options,
             "release_period": int(release),
             "_d": max_d,
             "_zone": "EU" if zone_eu else None,
+            # pinned to 1-3 sites; jobs that may end late or anywhere until the horizon end
+            # (soft or no deadline) to 1-2, which keeps their many possible starts few
+            "_pin": (1 + int(r[13] * 2), r[13]) if open_ended else (1 + int(r[13] * 3), r[13]) if r[12] < 0.4 else None,
         }
-        if deadline < periods or r[10] < 0.5:
+        if r[10] < 0.97:  # most jobs have a window; a few may run until the horizon end
             job["deadline_period"] = int(deadline)
-            if mandatory and r[10] < 0.25:
+            if mandatory and r[10] < 0.05:
                 job["deadline"] = "soft"
                 job["tardiness_usd_per_h"] = float(max(10.0, round(gpus * (2.0 + 8.0 * r[11]), -1)))
         if not mandatory:
@@ -306,7 +314,10 @@ def _make_jobs(n: int, periods: int, ph: float, zones: list[str], places: list[_
             job["allowed_zones"] = ["EU"]
         zone = "EU" if zone_eu else ("US" if "US" in zones else zones[0])
         job["dataset_source"] = f"lake-{zone.lower()}"
-        job["dataset_tb"] = float(round((0.5 + 49.5 * r[4]) * max(1.0, gpus / 512), 1))
+        # staged while the job runs, streaming at most ~5 Gb/s (5 x 3600 / 8000 TB per hour)
+        min_d = min(math.ceil(o["hours"] / ph - 1e-9) for o in options)
+        tb = min((0.5 + 49.5 * r[4]) * max(1.0, gpus / 512), 2.25 * min_d * ph)
+        job["dataset_tb"] = float(max(0.1, math.floor(tb * 10) / 10))
         jobs.append(job)
     _add_predecessors(jobs, periods, rng)
     return jobs
@@ -373,10 +384,12 @@ def _make_services(n: int, periods: int, ph: float, rng: np.random.Generator) ->
 
 def _size_sites(places: list[_Place], jobs: list[dict], services: list[dict], periods: int, ph: float,
                 rng: np.random.Generator) -> list[dict]:
-    """Pools sized for ~75% average load; every mandatory job fits some allowed site alone."""
+    """Pools sized for ~75% average load; every mandatory job fits some allowed site alone and
+    the mandatory jobs fit together (``_make_room``). Pools start at ~90% load because making
+    room grows some of them; inference demand then fills the total to ~75%."""
     train_gpus = sum(j["options"][0]["gpus"] * j["_d"] for j in jobs) / periods  # mean GPUs busy
     infer_gpus = 0.67 * train_gpus if jobs else 2000.0 * len(services)
-    capacity = max(512.0, (train_gpus + (infer_gpus if services else 0.0)) / TARGET_LOAD)
+    capacity = max(512.0, (train_gpus + (infer_gpus if services else 0.0)) / 0.9)
     weights = np.array([4.0 if p.provider in ("colossus", "colo") else float(rng.uniform(0.6, 1.4)) for p in places])
     eu_train = sum(j["options"][0]["gpus"] * j["_d"] for j in jobs if j["_zone"] == "EU") / periods
     eu = np.array([p.zone == "EU" for p in places])
@@ -413,6 +426,19 @@ def _size_sites(places: list[_Place], jobs: list[dict], services: list[dict], pe
                 if any(pools[k].get(o["gpu_type"], {}).get("available", 0) >= o["gpus"] for k in allowed)]
         if fits and len(fits) < len(j["options"]):
             j["options"] = fits
+    # 40% of jobs are pinned to 1-3 sites (where their data or checkpoint is), among the
+    # sites that can hold them alone
+    for j in jobs:
+        if j["_pin"] is None:
+            continue
+        k, frac = j["_pin"]
+        fit_sites = [p.key for p, pl in zip(places, pools, strict=True)
+                     if (j["_zone"] is None or p.zone == j["_zone"])
+                     and any(pl.get(o["gpu_type"], {}).get("available", 0) >= o["gpus"] for o in j["options"])]
+        if len(fit_sites) > k:
+            first = int(frac * len(fit_sites) * 7919) % len(fit_sites)
+            j["allowed_sites"] = sorted(fit_sites[(first + m) % len(fit_sites)] for m in range(k))
+    plan_mw = _make_room(jobs, places, pools, periods, ph)
     sizes_by_type: dict[str, np.ndarray] = {}
     for g in GPU_TYPES:
         sizes_by_type[g] = np.unique([o["gpus"] for j in jobs for o in j["options"] if o["gpu_type"] == g])
@@ -439,7 +465,7 @@ def _size_sites(places: list[_Place], jobs: list[dict], services: list[dict], pe
         biggest_job_mw = max([gpus * GPU_TYPES[g][0] * p.pue / 1000 for g, pool in site_pools.items()
                               if (gpus := _largest_at_most(sizes_by_type.get(g), pool["available"]))] or [0.0])
         factor = float(rng.uniform(0.88, 0.97)) if lease else 1.02
-        cap = max(draw_mw * factor, biggest_job_mw * 1.001)
+        cap = max(draw_mw * factor, biggest_job_mw * 1.001, float(plan_mw.get(p.key, 0.0)) * p.pue * 1.001)
         site: dict[str, Any] = {
             "id": p.key,
             "provider": p.provider,
@@ -458,6 +484,9 @@ def _size_sites(places: list[_Place], jobs: list[dict], services: list[dict], pe
         sites.append(site)
 
     # inference demand: peak tokens/s per service and region for the inference GPU budget
+    if services and jobs:
+        total_gpus = sum(pl["available"] for site in sites for pl in site["pools"])
+        infer_gpus = max(0.3 * train_gpus, TARGET_LOAD * total_gpus - train_gpus)
     if services:
         total_w = sum(s["_weight"] for s in services)
         for s in services:
@@ -472,6 +501,62 @@ def _size_sites(places: list[_Place], jobs: list[dict], services: list[dict], pe
                 peak = mean_tok / (sum(shape) / len(shape))
                 s["demand"][rid] = [float(round(peak * f, -3)) for f in shape]
     return sites
+
+
+def _make_room(jobs: list[dict], places: list[_Place], pools: list[dict[str, dict]], periods: int,
+               ph: float) -> dict[str, float]:
+    """Place the mandatory jobs greedily (earliest start, first option and site with room, in
+    job order so predecessors come first) and grow a pool wherever a job finds no room, so
+    the mandatory jobs fit together, not only each alone. Returns per site the peak IT MW of
+    that plan (the power ceiling is raised to hold it)."""
+    keys = {p.key: k for k, p in enumerate(places)}
+    use = {(k, g): np.zeros(periods) for k, pl in enumerate(pools) for g in pl}
+    ends: dict[str, int] = {}
+    for j in jobs:
+        if j.get("mandatory") is False:
+            continue
+        if j.get("allowed_sites"):
+            allowed = [keys[s] for s in j["allowed_sites"]]
+        else:
+            allowed = [k for k, p in enumerate(places) if j["_zone"] is None or p.zone == j["_zone"]]
+        opts = [(o, math.ceil(o["hours"] / ph - 1e-9)) for o in j["options"]]
+        first = max([j["release_period"], *(ends[p] for p in j.get("predecessors", []) if p in ends)])
+        if first + min(d for _, d in opts) > periods:  # the chain no longer fits: drop the link
+            j.pop("predecessors", None)
+            first = j["release_period"]
+        hard = j.get("deadline_period") if j.get("deadline", "hard") == "hard" else None
+        placed = None
+        for t in range(first, periods):
+            for o, d in opts:
+                if t + d > periods or (hard is not None and t + d > hard):
+                    continue
+                for k in allowed:
+                    u = use.get((k, o["gpu_type"]))
+                    if u is not None and u[t:t + d].max() + o["gpus"] <= pools[k][o["gpu_type"]]["available"]:
+                        placed = (k, o, d, t)
+                        break
+                if placed:
+                    break
+            if placed:
+                break
+        if placed is None:  # grow the largest pool of the first option's type among the allowed sites
+            o, d = opts[0]
+            t = min(first, periods - d)
+            k = max(allowed, key=lambda k: pools[k].get(o["gpu_type"], {}).get("available", -1))
+            pool = pools[k].setdefault(o["gpu_type"], {"gpu_type": o["gpu_type"], "available": 0})
+            u = use.setdefault((k, o["gpu_type"]), np.zeros(periods))
+            pool["available"] = max(pool["available"], int(math.ceil((u[t:t + d].max() + o["gpus"]) / 8)) * 8)
+            if hard is not None and t + d > hard:
+                j["deadline_period"] = t + d
+            placed = (k, o, d, t)
+        k, o, d, t = placed
+        use[k, o["gpu_type"]][t:t + d] += o["gpus"]
+        ends[j["id"]] = t + d
+    peak: dict[str, float] = {}
+    for k, p in enumerate(places):
+        mw = sum(u * GPU_TYPES[g][0] for (kk, g), u in use.items() if kk == k) / 1000
+        peak[p.key] = float(np.max(mw)) if isinstance(mw, np.ndarray) else 0.0
+    return peak
 
 
 def _largest_at_most(sorted_sizes: np.ndarray | None, limit: int) -> int:
@@ -544,6 +629,18 @@ def _make_links(places: list[_Place], rng: np.random.Generator) -> tuple[list[di
         links.append({"a": f"lake-{zone.lower()}", "b": home.key, "latency_ms": 1.0, "bandwidth_gbps": 800.0,
                       "egress_usd_per_gb": 0.0})
     return links, used
+
+
+def _size_bandwidth(links: list[dict], jobs: list[dict], services: list[dict], ph: float) -> None:
+    """Links carry N x 400 Gb/s waves, at least as many as all staging and inference traffic
+    could need at once (each flow crosses a link at most once), so bandwidth never makes a
+    generated instance infeasible."""
+    staging = sum(j["dataset_tb"] * 8000 / (min(math.ceil(o["hours"] / ph - 1e-9) for o in j["options"]) * ph * 3600)
+                  for j in jobs if j.get("dataset_tb"))
+    inference = sum(max(v) * s["bytes_per_token"] * 8 / 1e9 for s in services for v in s["demand"].values() if v)
+    waves = math.ceil(1.1 * (staging + inference) / 400)
+    for lk in links:
+        lk["bandwidth_gbps"] = float(max(lk["bandwidth_gbps"], 400 * waves))
 
 
 def _fit_services(services: list[dict], places: list[_Place], links: list[dict]) -> None:

@@ -173,3 +173,16 @@ def test_cli_generate_bad_usage_exits_2(tmp_path, args):
     assert res.exit_code == 2
     assert "Traceback" not in res.output
     assert args[0] in res.output
+
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow),
+                                  pytest.param(3, marks=pytest.mark.slow)])
+def test_mandatory_jobs_fit_together(seed):
+    """Pools are grown until a plan of all mandatory jobs exists, so small generated instances
+    are feasible (not only valid) and the MIP finds a schedule."""
+    from allocator.api import solve
+    from allocator.results import Status
+
+    inst = generate_instance(12, 1, 3, 10, seed=seed, period_hours=2.0)
+    res = solve(inst, time_limit_s=30, mip_gap=0.01)
+    assert res.status in (Status.OPTIMAL, Status.FEASIBLE), (res.status, res.explanation)
