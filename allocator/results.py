@@ -14,6 +14,7 @@ This module needs no solver: it imports neither Pyomo nor HiGHS.
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import math
@@ -468,22 +469,29 @@ def _write_tables(result: Result, folder: Path, fmt: str) -> tuple[dict[str, str
     files: dict[str, str] = {}
     layout: dict[str, Any] = {}
     for name in names:
-        df = normalize_frame(name, frames.get(name))
         fname = f"{name}{ext}"
-        path = folder / fname
-        if fmt == "csv":
-            with open(path, "w", newline="", encoding="utf-8") as fh:
-                df.to_csv(fh, index=False)
-                _flush(fh)
-        elif fmt == "parquet":
-            df.to_parquet(path, index=False)
-            _fsync_file(path)
-        else:
-            _write_text(path, _records_json(df))
         files[name] = fname
-        layout[name] = {"file": fname, "rows": len(df),
-                        "columns": {c: _dtype_name(df[c]) for c in df.columns}}
+        layout[name] = write_table(normalize_frame(name, frames.get(name)), folder / fname, fmt)
     return files, layout
+
+
+def write_table(df: pd.DataFrame, path: Path, fmt: str) -> dict[str, Any]:
+    """Write one (normalised) table in ``fmt``; return its layout for summary.json."""
+    if fmt == "csv":
+        # a carriage return inside a text is read back as a line end unless quoted: then
+        # quote every text of that table (numbers stay bare)
+        quoting = csv.QUOTE_NONNUMERIC if any(
+            df[c].str.contains("\r", regex=False).any() for c in df.columns if df[c].dtype == "str"
+        ) else csv.QUOTE_MINIMAL
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            df.to_csv(fh, index=False, quoting=quoting)
+            _flush(fh)
+    elif fmt == "parquet":
+        df.to_parquet(path, index=False)
+        _fsync_file(path)
+    else:
+        _write_text(path, _records_json(df))
+    return {"file": path.name, "rows": len(df), "columns": {c: _dtype_name(df[c]) for c in df.columns}}
 
 
 def _records_json(df: pd.DataFrame) -> str:
@@ -626,6 +634,13 @@ def _detect_format(folder: Path) -> str:
         if (folder / f"training{ext}").exists():
             return fmt
     return "csv"
+
+
+def read_table(path: str | Path, fmt: str, name: str,
+               columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Read one table file of a schedule: ``columns`` maps column -> dtype as in summary.json's
+    ``tables`` layout (else the contract's columns for ``name`` are used)."""
+    return _read_table(Path(path), fmt, name, columns)
 
 
 def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None) -> pd.DataFrame:

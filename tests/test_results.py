@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from allocator.errors import InputError
 from allocator.results import (
@@ -25,7 +27,9 @@ from allocator.results import (
     export_result,
     normalize_frame,
     read_schedule,
+    read_table,
     summary_dict,
+    write_table,
 )
 
 FORMATS = ["csv", "parquet", "json"]
@@ -268,3 +272,27 @@ def test_relative_out_dir(tmp_path, monkeypatch):
     out = Result(status=Status.OPTIMAL).export("plain")
     assert out == Path("plain") and (tmp_path / "plain" / "summary.json").exists()
     assert os.listdir(tmp_path) == ["plain"]
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)  # any text but lone surrogates
+_float = st.floats(allow_nan=True, allow_infinity=False, width=64)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_text, st.integers(-(2**62), 2**62), _float, _text), max_size=6))
+def test_any_values_round_trip_in_every_format(tmp_path_factory, rows):
+    """The table codec alone (what export_result writes and read_schedule reads for each
+    table), on any text, any 63-bit integer and any float."""
+    n = len(rows)
+    kinds = {"str": "", "int": 0, "float": 0.5}
+    df = pd.DataFrame({c: [kinds[k]] * n for c, k in TABLES["training"].items()})
+    df["job"] = [r[0] for r in rows]
+    df["gpus"] = pd.Series([r[1] for r in rows], dtype="int64")
+    df["hours"] = pd.Series([r[2] for r in rows], dtype="float64")
+    df["start_time"] = [r[3] for r in rows]
+    want = normalize_frame("training", df)
+    base = tmp_path_factory.mktemp("prop")
+    for fmt in FORMATS:
+        layout = write_table(want, base / f"training.{fmt}", fmt)
+        got = read_table(base / layout["file"], fmt, "training", layout["columns"])
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
