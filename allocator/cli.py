@@ -349,7 +349,8 @@ def _render_solve(result, folder: str, quiet: bool) -> int:
     status = result.status.value
     gap = "" if result.gap is None else f", gap {result.gap:.4%}"
     obj = "" if result.objective is None else f", objective {result.objective:,.2f}"
-    console.print(f"{status}{obj}{gap}; schedule in {folder}", markup=False, soft_wrap=True)
+    where = "schedule" if result.status.has_schedule else "summary"
+    console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
     if result.status.has_schedule and not quiet:
         head = Table(show_header=False, box=None)
         head.add_column()
@@ -382,15 +383,16 @@ def _render_solve(result, folder: str, quiet: bool) -> int:
     if result.status.value == "infeasible":
         err_console.print("the instance is infeasible:", markup=False)
         for line in result.explanation or ["(no explanation available)"]:
-            err_console.print(f"  - {line}", markup=False)
+            err_console.print(f"  - {line}", markup=False, soft_wrap=True)
         return EXIT_INFEASIBLE
     if result.status.value == "no_solution":
         err_console.print(
             "no schedule found within the limits; try a longer --time-limit, a larger --gap "
-            "(e.g. 0.01), or a smaller instance", markup=False)
+            "(e.g. 0.01), or a smaller instance", markup=False, soft_wrap=True)
         return EXIT_NO_SOLUTION
     err_console.print(f"the solve ended with status {status}: {result.message}; this points "
-                      "to a modelling bug, please report it with the instance", markup=False)
+                      "to a modelling bug, please report it with the instance", markup=False,
+                      soft_wrap=True)
     return EXIT_BUG
 
 

@@ -72,7 +72,7 @@ def test_infeasible_exits_3_with_the_explanation_and_a_summary(tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["solve", str(inst), "--out", str(out)])
     assert r.exit_code == 3, r.output + r.stderr
-    assert r.stdout.startswith("infeasible")
+    assert r.stdout.startswith("infeasible; summary in")
     assert "the instance is infeasible:" in r.stderr
     assert "  - " in r.stderr
     s = summary(out)
