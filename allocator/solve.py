@@ -465,11 +465,21 @@ def solve_model(
     the outcome reports the second objective. The second objective is left active.
     """
     import pyomo.environ as pyo
+    from pyomo.common.errors import InfeasibleConstraintException
 
     options = options or SolveOptions()
     objs = _objective_components(model, options, objective)
     t0 = time.perf_counter()
-    comp = _compile(model, objs)
+    try:
+        comp = _compile(model, objs)
+    except InfeasibleConstraintException as e:
+        # a row without variables whose constant breaks its bound: infeasible before HiGHS
+        return SolverOutcome(
+            status=Status.INFEASIBLE, objective=None, bound=None, gap=None, solve_s=0.0,
+            handoff_s=time.perf_counter() - t0, solver=solver_version(),
+            raw_status="trivially infeasible row", has_values=False, message=str(e),
+            objective_name=_label(objs[-1]),
+        )
     h = _new_highs(options)
     _pass(h, comp, 0)
     handoff_s = time.perf_counter() - t0

@@ -347,3 +347,15 @@ def test_watchdog_interrupts_a_run_that_overruns_its_limit(monkeypatch):
     assert time.perf_counter() - t0 < 5
     assert run.status in (Status.FEASIBLE, Status.NO_SOLUTION)
     assert "Interrupt" in run.raw or "interrupt" in run.raw
+
+
+def test_a_constant_row_that_breaks_its_bound_is_infeasible_not_a_crash():
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(within=pyo.Binary)
+    m.y = pyo.Var(within=pyo.Binary)
+    m.y.fix(1)
+    m.c = pyo.Constraint(expr=3 * m.y <= 2)  # no free variable left: 3 <= 2
+    m.obj = pyo.Objective(expr=m.x)
+    out = solve_model(m)
+    assert out.status is Status.INFEASIBLE
+    assert "c" in out.message and not out.has_values
