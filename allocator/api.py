@@ -112,6 +112,11 @@ def solve(
             frames = extract.extract_frames(model, inst, index)
             costs = {k: float(v) for k, v in extract.costs_from_frames(inst, frames).items()}
             emissions = float(frames["sites"]["emissions_t"].sum())
+        # The objective of the exported plan, recomputed from its decisions like the verifier
+        # does: a heuristic incumbent may carry slack in continuous variables (e.g. more
+        # on-demand GPUs than in use) that the plan itself does not pay.
+        objective = _mode_objective(opts.objective, costs, emissions)
+        gap = _gap(objective, bound)
     elif outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             explanation = explain_infeasible(inst, index, opts)
