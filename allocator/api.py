@@ -124,9 +124,10 @@ def solve(
     if opts.warm_start and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
-            alt = _greedy_fallback(inst, index, opts, outcome)
+            alt = _greedy_fallback(inst, index, opts, outcome, objective)
         if alt is not None:
             plan, g = alt
+            current_objective = objective
             frames = {k: v for k, v in g.frames.items()}
             costs, emissions = dict(g.costs), g.emissions_t
             objective = _mode_objective(opts.objective, costs, emissions)
@@ -138,7 +139,7 @@ def solve(
                 "HiGHS found no schedule within the limits; the greedy plan is returned"
                 if not outcome.has_values else
                 f"the greedy plan ({objective:,.2f}) beats HiGHS's incumbent "
-                f"({outcome.objective:,.2f}) and is returned")
+                f"({current_objective:,.2f}) and is returned")
             if bound is not None:
                 notes.append("its gap is measured against HiGHS's bound")
             if opts.duals:
@@ -286,7 +287,8 @@ def _check_size(size: dict[str, int], opts: SolveOptions, inst: Instance) -> Non
     )
 
 
-def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome):
+def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome,
+                     current: float | None):
     """The greedy plan as (plan, evaluated Result) when it should replace what HiGHS returned
     after a limit: HiGHS has no schedule, or (single objectives only) a worse one.
 
@@ -307,9 +309,9 @@ def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome):
         return None
     value = _mode_objective(opts.objective, ev.costs, ev.emissions_t)
     if outcome.has_values:
-        if opts.objective not in ("cost", "carbon") or outcome.objective is None:
+        if opts.objective not in ("cost", "carbon") or current is None:
             return None
-        if value >= outcome.objective - 1e-9 * max(1.0, abs(outcome.objective)):
+        if value >= current - 1e-9 * max(1.0, abs(current)):
             return None
     result = Result(status=Status.FEASIBLE, costs=dict(ev.costs), emissions_t=ev.emissions_t,
                     frames=dict(ev.frames))

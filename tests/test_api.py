@@ -266,3 +266,22 @@ def test_greedy_plan_stands_in_when_highs_has_no_schedule_at_the_limit(tmp_path)
     folder = res.export(tmp_path / "s")
     assert verify_schedule(load_instance(DATA / "demo" / "instance.yaml"), folder) == []
     # (without the fallback the same solve has no schedule: test_cli_solve's exit-4 case)
+
+
+def test_greedy_plan_replaces_only_a_worse_incumbent():
+    from types import SimpleNamespace
+
+    from allocator.indexing import build_index
+
+    api = importlib.import_module("allocator.api")
+    inst = instance_from_dict(tiny_dict())
+    index = build_index(inst)
+    stopped = SimpleNamespace(has_values=True, objective=1e9)
+    # greedy puts j1 at the cheaper site a: 8 x 2 h x 2 $ = 32 $
+    plan, res = api._greedy_fallback(inst, index, SolveOptions(), stopped, 1e9)
+    assert res.total_cost == pytest.approx(32.0)
+    assert plan["training"]["site"].tolist() == ["a"]
+    assert api._greedy_fallback(inst, index, SolveOptions(), stopped, 32.0) is None
+    # a lexicographic incumbent is kept: the plan did not pass through the first stage
+    lex = SolveOptions(objective="cost-then-carbon")
+    assert api._greedy_fallback(inst, index, lex, stopped, 1e9) is None
