@@ -676,7 +676,9 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
                 except BrokenProcessPool:
                     broken = True
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # let running scenarios end (on Ctrl-C they are interrupted too) so no process
+            # outlives the sweep and writes into its folder later
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         if not broken:
