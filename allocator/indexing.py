@@ -316,10 +316,20 @@ def _power_window(df: pd.DataFrame, site_periods: pd.DataFrame, T: int) -> pd.Da
     if df.empty:
         return df
     caps = {s: g["power_cap_mw"].to_numpy(dtype=float) for s, g in site_periods.groupby("s", sort=False)}
-    keep = np.ones(len(df), dtype=bool)
-    for (s, d), grp in df.groupby(["s", "d"], sort=False):
-        wmin = _window_min(caps[s], int(d))
-        keep[grp.index.to_numpy()] = df.loc[grp.index, "need_mw"].to_numpy() <= wmin[grp["t"].to_numpy()] + EPS
+    s_arr = df["s"].to_numpy(dtype=object)
+    d_arr = df["d"].to_numpy(dtype=np.int64)
+    t_arr = df["t"].to_numpy(dtype=np.int64)
+    need = df["need_mw"].to_numpy(dtype=float)
+    wmin = np.empty(len(df))
+    cache: dict[tuple, np.ndarray] = {}
+    for i, (s, d, t) in enumerate(zip(s_arr.tolist(), d_arr.tolist(), t_arr.tolist(), strict=True)):
+        w = cache.get((s, d))
+        if w is None:
+            w = cache[s, d] = _window_min(caps[s], d)
+        wmin[i] = w[t]
+    keep = need <= wmin + EPS
+    if keep.all():
+        return df.reset_index(drop=True)
     return df[keep].reset_index(drop=True)
 
 
@@ -364,22 +374,29 @@ def _prune_by_predecessors(inst: Instance, df: pd.DataFrame, unplaced: dict[str,
 
 
 def _finish(df: pd.DataFrame, inst: Instance, jobs: dict) -> None:
-    """Per-row coefficients: end, tardiness, site extra, staging bandwidth."""
+    """Per-row coefficients: end, tardiness, site extra, staging bandwidth (plain numpy: the
+    frame is often tiny and pandas' per-column overhead dominated small solves)."""
     H, T = inst.horizon.period_hours, inst.horizon.periods
-    df["end"] = (df["t"] + df["d"]).astype(np.int64)
-    soft_deadline = {j.id: (j.deadline_period if j.deadline == "soft" else T + 1) for j in inst.jobs}
+    j_arr = df["j"].tolist()
+    t = df["t"].to_numpy(dtype=np.int64)
+    d = df["d"].to_numpy(dtype=np.int64)
+    end = t + d
+    soft = {j.id: (j.deadline_period if j.deadline == "soft" else T + 1) for j in inst.jobs}
     rate = {j.id: j.tardiness_usd_per_h if j.deadline == "soft" else 0.0 for j in inst.jobs}
-    late_p = (df["end"] - df["j"].map(soft_deadline).astype(np.int64)).clip(lower=0)
-    df["tardiness_h"] = late_p.astype(float) * H
-    df["tardiness_usd"] = df["tardiness_h"] * df["j"].map(rate).astype(float)
-    df["site_extra_usd"] = [float(jobs[j].site_cost_usd.get(s, 0.0))
-                            for j, s in zip(df["j"], df["s"], strict=True)]
-    tb = df["j"].map({j.id: j.dataset_tb if j.dataset_source else 0.0 for j in inst.jobs}).astype(float)
-    df["staging_gbps"] = tb * GBIT_PER_TB / (df["d"].astype(float) * H * 3600.0)
-    df["late_h"] = 0.0
-    df["gpus"] = df["gpus"].astype(np.int64)
-    df["o"] = df["o"].astype(np.int64)
-    df["d"] = df["d"].astype(np.int64)
+    tbs = {j.id: j.dataset_tb if j.dataset_source else 0.0 for j in inst.jobs}
+    deadline = np.array([soft[j] for j in j_arr], dtype=np.int64)
+    tard_h = np.maximum(end - deadline, 0).astype(float) * H
+    df["end"] = end
+    df["tardiness_h"] = tard_h
+    df["tardiness_usd"] = tard_h * np.array([rate[j] for j in j_arr], dtype=float)
+    df["site_extra_usd"] = np.array([float(jobs[j].site_cost_usd.get(s, 0.0))
+                                     for j, s in zip(j_arr, df["s"].tolist(), strict=True)], dtype=float)
+    tb = np.array([tbs[j] for j in j_arr], dtype=float)
+    df["staging_gbps"] = tb * GBIT_PER_TB / (d.astype(float) * H * 3600.0)
+    df["late_h"] = np.zeros(len(df))
+    df["gpus"] = df["gpus"].to_numpy(dtype=np.int64)
+    df["o"] = df["o"].to_numpy(dtype=np.int64)
+    df["d"] = d
 
 
 # --------------------------------------------------------------------------- inference

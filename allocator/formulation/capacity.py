@@ -29,7 +29,13 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from allocator.formulation.common import add_slack, ensure_gpus_in_use, linear, penalty_weights
+from allocator.formulation.common import (
+    add_slack,
+    col_rows,
+    ensure_gpus_in_use,
+    linear,
+    penalty_weights,
+)
 from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -53,7 +59,7 @@ def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> 
     """On-demand variables and the GPU rows of every pool and period in use."""
     ensure_gpus_in_use(model, inst, index)
     pools = {(s, g): (a, r) for s, g, a, r in
-             index.pools[["s", "g", "available", "reserved"]].itertuples(index=False)}
+             col_rows(index.pools, ["s", "g", "available", "reserved"])}
     max_use = model._max_use
     keys = [k for k in model.GPU_PERIODS if model.elastic or max_use[k] > pools[k[0], k[1]][0]]
     od_keys = [k for k in model.GPU_PERIODS

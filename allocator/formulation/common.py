@@ -139,7 +139,7 @@ def ensure_power_mw(model, inst: Instance, index: Index) -> None:
     if hasattr(model, "power_mw"):
         return
     ensure_gpus_in_use(model, inst, index)
-    mw = {(s, g): c for s, g, c in index.pools[["s", "g", "mw_per_gpu"]].itertuples(index=False)}
+    mw = {(s, g): c for s, g, c in col_rows(index.pools, ["s", "g", "mw_per_gpu"])}
     rows: dict[tuple, tuple[list, list]] = {}
     for (s, g, t) in model.GPU_PERIODS:
         c, v = rows.setdefault((s, t), ([], []))
@@ -152,9 +152,26 @@ def ensure_power_mw(model, inst: Instance, index: Index) -> None:
 
 
 def series_lookup(index: Index, column: str) -> dict[str, np.ndarray]:
-    """site -> per-period array of a site series (power_cap_mw, energy price, carbon)."""
-    return {s: g.sort_values("t")[column].to_numpy(dtype=float)
-            for s, g in index.site_periods.groupby("s", sort=False)}
+    """site -> per-period array of a site series (power_cap_mw, energy price, carbon).
+
+    Computed once per index and column (several families ask for the same series)."""
+    cache = index.__dict__.setdefault("_series_cache", {})
+    if column not in cache:
+        sp = index.site_periods
+        s_arr = sp["s"].to_numpy(dtype=object)
+        t_arr = sp["t"].to_numpy(dtype=np.int64)
+        vals = sp[column].to_numpy(dtype=float)
+        out: dict[str, np.ndarray] = {}
+        for s in dict.fromkeys(s_arr.tolist()):
+            m = s_arr == s
+            out[s] = vals[m][np.argsort(t_arr[m], kind="stable")]
+        cache[column] = out
+    return cache[column]
+
+
+def col_rows(df: pd.DataFrame, columns: list[str]):
+    """Iterate plain tuples of ``columns`` (much cheaper than ``DataFrame.itertuples``)."""
+    return zip(*(df[c].tolist() for c in columns), strict=True)
 
 
 def window_sums(placements: pd.DataFrame, per_site: dict[str, np.ndarray]) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from allocator.formulation.common import all_placements
+from allocator.formulation.common import all_placements, col_rows
 from allocator.indexing import GB_PER_TB, Index
 from allocator.results import COST_TERMS
 from allocator.schema import Instance
@@ -106,7 +106,7 @@ def extract_frames(model, inst: Instance, index: Index) -> dict[str, pd.DataFram
                        "gpu_type": held["g"].astype(str), "period": held["t"].astype(np.int64),
                        "gpus": held["gpus"].astype(np.int64)}, columns=INFERENCE_GPUS_COLUMNS)
     gp = {(v, s, g, int(t)): int(n) for v, s, g, t, n in
-          held[["v", "s", "g", "t", "gpus"]].itertuples(index=False)}
+          col_rows(held, ["v", "s", "g", "t", "gpus"])}
     inf = pd.DataFrame({
         "service": flows["v"].astype(str), "region": flows["r"].astype(str),
         "site": flows["s"].astype(str), "gpu_type": flows["g"].astype(str),
@@ -134,10 +134,10 @@ def extract_frames(model, inst: Instance, index: Index) -> dict[str, pd.DataFram
     P, G = len(pools), np.arange(T)
     pool_pos = {(s, g): i for i, (s, g) in enumerate(zip(pools["s"], pools["g"], strict=True))}
     train_use = np.zeros((P, T), dtype=np.int64)
-    for s, g, t, e, n in placed[["s", "g", "t", "end", "gpus"]].itertuples(index=False):
+    for s, g, t, e, n in col_rows(placed, ["s", "g", "t", "end", "gpus"]):
         train_use[pool_pos[s, g], int(t):int(e)] += int(n)
     inf_use = np.zeros((P, T), dtype=np.int64)
-    for s, g, t, n in held[["s", "g", "t", "gpus"]].itertuples(index=False):
+    for s, g, t, n in col_rows(held, ["s", "g", "t", "gpus"]):
         inf_use[pool_pos[s, g], int(t)] += int(n)
     in_use = train_use + inf_use
     avail = pools["available"].to_numpy(dtype=np.int64)[:, None]
@@ -195,7 +195,7 @@ def _links_frame(inst: Instance, index: Index, placed: pd.DataFrame, flows: pd.D
     traffic = np.zeros((L, T))
     gb = np.zeros((L, T))
     jobs = {j.id: j for j in inst.jobs}
-    for j, t, e, d, gbps, links in placed[["j", "t", "end", "d", "staging_gbps", "links"]].itertuples(index=False):
+    for j, t, e, d, gbps, links in col_rows(placed, ["j", "t", "end", "d", "staging_gbps", "links"]):
         if not links or gbps <= 0:
             continue
         per_period_gb = jobs[j].dataset_tb * GB_PER_TB / int(d)
@@ -204,7 +204,7 @@ def _links_frame(inst: Instance, index: Index, placed: pd.DataFrame, flows: pd.D
             gb[lk, int(t):int(e)] += per_period_gb
     if len(flows):
         f = flows.merge(index.flows[["v", "r", "s", "g", "links"]], on=["v", "r", "s", "g"], how="left")
-        for v, t, tps, links in f[["v", "t", "tokens_per_s", "links"]].itertuples(index=False):
+        for v, t, tps, links in col_rows(f, ["v", "t", "tokens_per_s", "links"]):
             bpt = svc[v].bytes_per_token
             for lk in links:
                 traffic[lk, int(t)] += tps * bpt * 8.0 / 1e9
@@ -292,7 +292,7 @@ def start_values_from_schedule(model, training_df: pd.DataFrame | None,
         for v in model.start.values():
             v.set_value(0, skip_validation=True)
         if training_df is not None:
-            for j, o, s, t in training_df[["job", "option", "site", "start_period"]].itertuples(index=False):
+            for j, o, s, t in col_rows(training_df, ["job", "option", "site", "start_period"]):
                 key = (str(j), int(o), str(s), int(t))
                 if key in model.start:
                     model.start[key].set_value(1, skip_validation=True)
@@ -301,8 +301,8 @@ def start_values_from_schedule(model, training_df: pd.DataFrame | None,
         for v in model.gpus_inf.values():
             v.set_value(0, skip_validation=True)
         if inference_gpus_df is not None:
-            for v, s, g, t, n in inference_gpus_df[["service", "site", "gpu_type", "period", "gpus"]] \
-                    .itertuples(index=False):
+            for v, s, g, t, n in col_rows(inference_gpus_df, ["service", "site", "gpu_type", "period",
+                                                  "gpus"]):
                 key = (str(v), str(s), str(g), int(t))
                 if key in model.gpus_inf:
                     model.gpus_inf[key].set_value(int(n), skip_validation=True)
@@ -310,8 +310,8 @@ def start_values_from_schedule(model, training_df: pd.DataFrame | None,
         for v in model.serve.values():
             v.set_value(0.0, skip_validation=True)
         if inference_df is not None:
-            for v, r, s, g, t, x in inference_df[["service", "region", "site", "gpu_type", "period",
-                                                  "tokens_per_s"]].itertuples(index=False):
+            for v, r, s, g, t, x in col_rows(inference_df, ["service", "region", "site", "gpu_type", "period",
+                                                  "tokens_per_s"]):
                 key = (str(v), str(r), str(s), str(g), int(t))
                 if key in model.serve:
                     model.serve[key].set_value(float(x), skip_validation=True)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
-from allocator.formulation.common import Terms, linear, var_list
+from allocator.formulation.common import Terms, col_rows, linear, var_list
 from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -70,9 +70,9 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
     """Serve/unserved/GPU variables, demand, capacity and redundancy rows."""
     serve, demands, sp = index.serve, index.demands, index.service_periods
     dem = dict(zip(_keys(demands, ["v", "r", "t"]), demands["demand"].tolist(), strict=True))
-    avail = {(s, g): a for s, g, a in index.pools[["s", "g", "available"]].itertuples(index=False)}
+    avail = {(s, g): a for s, g, a in col_rows(index.pools, ["s", "g", "available"])}
     tps = {(v, s, g): x for v, s, g, x in
-           index.service_pools[["v", "s", "g", "tokens_per_s_per_gpu"]].itertuples(index=False)}
+           col_rows(index.service_pools, ["v", "s", "g", "tokens_per_s_per_gpu"])}
 
     model.SERVE_KEYS = pyo.Set(initialize=_keys(serve, ["v", "r", "s", "g", "t"]), dimen=5, ordered=True)
     model.DEMANDS = pyo.Set(initialize=list(dem), dimen=3, ordered=True)

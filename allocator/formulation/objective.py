@@ -33,6 +33,7 @@ import pyomo.environ as pyo
 
 from allocator.formulation.common import (
     all_placements,
+    col_rows,
     linear,
     series_lookup,
     start_vars,
@@ -51,7 +52,7 @@ def _site_cost_vectors(model, index: Index, column: str) -> tuple[list[float], l
     """Coefficients of sum_{s,t} power_mw[s,t] * H * series(s,t) per start / gpus_inf variable."""
     H = index.period_hours
     series = series_lookup(index, column)
-    mw = {(s, g): c for s, g, c in index.pools[["s", "g", "mw_per_gpu"]].itertuples(index=False)}
+    mw = {(s, g): c for s, g, c in col_rows(index.pools, ["s", "g", "mw_per_gpu"])}
     coefs: list[float] = []
     variables: list = []
     if hasattr(model, "start"):
@@ -79,7 +80,7 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
     terms["reserved_lease"] = linear([], [], float((pools["reserved"] * pools["reserved_price_usd_per_gpu_h"]).sum()) * H * T)
 
     if hasattr(model, "ondemand"):
-        price = {(s, g): c for s, g, c in pools[["s", "g", "ondemand_price_usd_per_gpu_h"]].itertuples(index=False)}
+        price = {(s, g): c for s, g, c in col_rows(pools, ["s", "g", "ondemand_price_usd_per_gpu_h"])}
         keys = list(model.ONDEMAND_PERIODS)
         terms["ondemand_lease"] = linear([price[s, g] * H for s, g, _ in keys], var_list(model.ondemand))
     else:

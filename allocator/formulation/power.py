@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from allocator.formulation.common import add_slack, ensure_power_mw, penalty_weights, series_lookup
+from allocator.formulation.common import (
+    add_slack,
+    col_rows,
+    ensure_power_mw,
+    penalty_weights,
+    series_lookup,
+)
 from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -30,8 +36,8 @@ def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> Non
     """The power ceiling of every site and period with possible usage."""
     ensure_power_mw(model, inst, index)
     cap = series_lookup(index, "power_cap_mw")
-    mw = {(s, g): c for s, g, c in index.pools[["s", "g", "mw_per_gpu"]].itertuples(index=False)}
-    avail = {(s, g): a for s, g, a in index.pools[["s", "g", "available"]].itertuples(index=False)}
+    mw = {(s, g): c for s, g, c in col_rows(index.pools, ["s", "g", "mw_per_gpu"])}
+    avail = {(s, g): a for s, g, a in col_rows(index.pools, ["s", "g", "available"])}
     max_mw: dict[tuple, float] = {}
     for (s, g, t), u in model._max_use.items():
         max_mw[s, t] = max_mw.get((s, t), 0.0) + mw[s, g] * min(u, avail[s, g])
