@@ -483,6 +483,7 @@ def result_row(result: Result, inst: Instance, sites: list[str]) -> dict:
         dropped = result.summary.get("dropped_jobs")
         row["dropped_jobs"] = len(dropped) if isinstance(dropped, (list, tuple)) else _num(dropped)
         row.update(_site_peaks(result, sites))
+        row.update(_power_values(result, inst))
     else:
         text = "; ".join(result.explanation) or result.message or f"no schedule ({row['status']})"
         row["error"] = text
@@ -523,6 +524,17 @@ def _site_peaks(result: Result, sites: list[str]) -> dict:
         for s in sites:
             out[f"power_mw_{s}"] = _num(peak.get(s))
     return out
+
+
+def _power_values(result: Result, inst: Instance) -> dict:
+    """With duals (``solve: {duals: true}``): per site, $ saved over the horizon by one more
+    MW of ceiling in every period, at the fixed plan (see the solve docs on duals)."""
+    duals = result.frames.get("duals")
+    if duals is None or duals.empty:
+        return {}
+    power = duals[duals["kind"] == "power"]
+    total = (power["marginal_usd_per_unit_h"].astype(float) * inst.horizon.period_hours).groupby(power["site"]).sum()
+    return {f"power_value_usd_per_mw_{s.id}": _num(total.get(s.id, 0.0)) for s in inst.sites}
 
 
 def _failed(row: dict) -> bool:
@@ -615,7 +627,7 @@ def results_frame(scenarios: list[Scenario], rows: dict[str, dict], spec: SweepS
     if df.empty:
         return df
     for col in df.columns:
-        if col in NUMERIC or col.startswith(("util_", "power_mw_")):
+        if col in NUMERIC or col.startswith(("util_", "power_mw_", "power_value_usd_per_mw_")):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
         elif col in ("scenario", "status", "error"):
             df[col] = df[col].astype("string")

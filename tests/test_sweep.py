@@ -175,6 +175,22 @@ def test_rows_figures_and_failure_isolation(demo, tmp_path):
     assert read_manifest(tmp_path / "s")["parameters"][0]["path"] == cap
 
 
+def test_power_values_from_duals(demo):
+    def with_duals(inst, options=None):
+        res = fake_solve(inst, options)
+        duals = pd.DataFrame({"kind": ["power", "power", "gpus"], "site": ["colossus-1"] * 3,
+                              "gpu_type": [None, None, "H100"], "link": [None] * 3, "period": [0, 1, 0],
+                              "marginal_usd_per_unit_h": [30.0, 12.5, 2.0]})
+        return FakeResult(res.status, objective=res.objective, bound=res.bound, gap=0.0,
+                          costs=res.costs, frames={**res.frames, "duals": duals})
+
+    df = sweep(demo, {"parameters": [{"path": "carbon_price_usd_per_t", "values": [0]}]},
+               executor="inline", solve=with_duals)
+    # (30 + 12.5) $/MWh x 1 h periods: one more MW in both periods saves $42.5
+    assert df.loc[0, "power_value_usd_per_mw_colossus-1"] == pytest.approx(42.5)
+    assert df.loc[0, "power_value_usd_per_mw_aws-use1"] == 0.0
+
+
 def test_no_out_keeps_everything_in_memory(demo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     df = sweep(demo, {"parameters": [{"path": "carbon_price_usd_per_t", "values": [0, 10]}]},
