@@ -74,6 +74,12 @@ class Terms:
             yield key, coef_list[a:b], [allvars[k] for k in idx_list[a:b]]
 
 
+#: serve and unserved are modelled in thousands of tokens/s (KTOK tokens/s per unit) and
+#: exported in tokens/s. In tokens/s their bounds reached ~1e6 and their unserved/egress
+#: costs ~1e-7 per unit, a range HiGHS warns about and that slowed its MIP search.
+KTOK = 1000.0
+
+
 def running(placements: pd.DataFrame) -> pd.DataFrame:
     """Start-window expansion: one row per (placement row ``i``, period ``t`` it runs in).
 

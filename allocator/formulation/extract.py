@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from allocator.formulation.common import all_placements, col_rows
+from allocator.formulation.common import KTOK, all_placements, col_rows
 from allocator.indexing import GB_PER_TB, Index
 from allocator.results import COST_TERMS
 from allocator.schema import Instance
@@ -58,7 +58,7 @@ def _placed(model) -> pd.DataFrame:
 
 def _serve(model, index: Index) -> pd.DataFrame:
     s = index.serve.copy()
-    s["tokens_per_s"] = _values(model.serve) if hasattr(model, "serve") else 0.0
+    s["tokens_per_s"] = _values(model.serve) * KTOK if hasattr(model, "serve") else 0.0
     s.loc[s["tokens_per_s"] < TOKENS_TOL, "tokens_per_s"] = 0.0
     return s[s["tokens_per_s"] > 0].reset_index(drop=True)
 
@@ -314,7 +314,7 @@ def start_values_from_schedule(model, training_df: pd.DataFrame | None,
                                                   "tokens_per_s"]):
                 key = (str(v), str(r), str(s), str(g), int(t))
                 if key in model.serve:
-                    model.serve[key].set_value(float(x), skip_validation=True)
+                    model.serve[key].set_value(float(x) / KTOK, skip_validation=True)
     if hasattr(model, "unserved"):
         served: dict[tuple, float] = {}
         if hasattr(model, "serve"):

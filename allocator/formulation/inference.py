@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
-from allocator.formulation.common import Terms, col_rows, linear, var_list
+from allocator.formulation.common import KTOK, Terms, col_rows, linear, var_list
 from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -70,6 +70,7 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
     """Serve/unserved/GPU variables, demand, capacity and redundancy rows."""
     serve, demands, sp = index.serve, index.demands, index.service_periods
     dem = dict(zip(_keys(demands, ["v", "r", "t"]), demands["demand"].tolist(), strict=True))
+    kdem = {k: x / KTOK for k, x in dem.items()}  # thousands of tokens/s
     avail = {(s, g): a for s, g, a in col_rows(index.pools, ["s", "g", "available"])}
     tps = {(v, s, g): x for v, s, g, x in
            col_rows(index.service_pools, ["v", "s", "g", "tokens_per_s_per_gpu"])}
@@ -78,9 +79,9 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
     model.DEMANDS = pyo.Set(initialize=list(dem), dimen=3, ordered=True)
     model.SERVICE_PERIODS = pyo.Set(initialize=_keys(sp, ["v", "s", "g", "t"]), dimen=4, ordered=True)
     model.serve = pyo.Var(model.SERVE_KEYS, domain=pyo.NonNegativeReals,
-                          bounds=lambda m, v, r, s, g, t: (0, dem[v, r, t]))
+                          bounds=lambda m, v, r, s, g, t: (0, kdem[v, r, t]))
     model.unserved = pyo.Var(model.DEMANDS, domain=pyo.NonNegativeReals,
-                             bounds=lambda m, v, r, t: (0, dem[v, r, t]))
+                             bounds=lambda m, v, r, t: (0, kdem[v, r, t]))
     gpu_ub = _gpus_upper_bounds(index, avail, tps)
     model.gpus_inf = pyo.Var(model.SERVICE_PERIODS, domain=pyo.NonNegativeIntegers,
                              bounds=lambda m, *k: (0, gpu_ub[k]))
@@ -94,14 +95,14 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
     rows = {k: (c, vs) for k, c, vs in terms.groups()}
     model.inference_demand = pyo.Constraint(model.DEMANDS, rule=lambda m, v, r, t: linear(
         rows.get((v, r, t), ([], []))[0] + [1.0],
-        rows.get((v, r, t), ([], []))[1] + [m.unserved[v, r, t]]) == dem[v, r, t])
+        rows.get((v, r, t), ([], []))[1] + [m.unserved[v, r, t]]) == kdem[v, r, t])
 
     # inference_capacity
     terms = Terms(["v", "s", "g", "t"])
     terms.add(serve, np.arange(n), np.ones(n), serve_vars)
     cap_rows = {k: (c, vs) for k, c, vs in terms.groups()}
     model.inference_capacity = pyo.Constraint(model.SERVICE_PERIODS, rule=lambda m, v, s, g, t: linear(
-        cap_rows[v, s, g, t][0] + [-tps[v, s, g] * c for c in inf_terms[v, s, g, t][0]],
+        cap_rows[v, s, g, t][0] + [-tps[v, s, g] / KTOK * c for c in inf_terms[v, s, g, t][0]],
         cap_rows[v, s, g, t][1] + inf_terms[v, s, g, t][1]) <= 0)
 
     # inference_redundancy, with total served = total demand - total unserved
@@ -113,12 +114,12 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
         for (v, r, t), x in model.unserved.items():
             if v in red:
                 unserved_by_vt.setdefault((v, t), []).append(x)
-                dem_by_vt[v, t] = dem_by_vt.get((v, t), 0.0) + dem[v, r, t]
+                dem_by_vt[v, t] = dem_by_vt.get((v, t), 0.0) + kdem[v, r, t]
         cap_by_vt: dict[tuple, list] = {}
         for (v, s, g, t), (cs, xs) in inf_terms.items():
             if v in red:
                 for c, x in zip(cs, xs, strict=True):
-                    cap_by_vt.setdefault((v, t), []).append((s, tps[v, s, g] * c, x))
+                    cap_by_vt.setdefault((v, t), []).append((s, tps[v, s, g] / KTOK * c, x))
         for (v, t), caps in cap_by_vt.items():
             uns = unserved_by_vt.get((v, t), [])
             for lost in sorted({s for s, _, _ in caps}):

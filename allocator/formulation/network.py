@@ -26,6 +26,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from allocator.formulation.common import (
+    KTOK,
     Terms,
     add_slack,
     all_placements,
@@ -67,10 +68,10 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
         f = f.merge(index.demands, on=["v", "r", "t"], how="left")
         f = f.assign(pos=np.arange(len(f))).explode("links")
         f = f[f["links"].isin(list(bw))].rename(columns={"links": "l"})
-        coef = f["gbps_per_token_per_s"].to_numpy(dtype=float)
+        coef = KTOK * f["gbps_per_token_per_s"].to_numpy(dtype=float)
         terms.add(f, f["pos"].to_numpy(), coef, var_list(model.serve))
         # all flows of one (v, r, t) share its demand: at most demand x the largest coefficient
-        top = f.assign(c=coef * f["demand"].to_numpy(dtype=float)) \
+        top = f.assign(c=coef * f["demand"].to_numpy(dtype=float) / KTOK) \
             .groupby(["l", "t", "v", "r"])["c"].max().groupby(level=[0, 1]).sum()
         for k, x in top.items():
             peak[k] = peak.get(k, 0.0) + float(x)

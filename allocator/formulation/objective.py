@@ -32,6 +32,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from allocator.formulation.common import (
+    KTOK,
     all_placements,
     col_rows,
     linear,
@@ -117,7 +118,7 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
         f = index.serve.merge(index.flows[["v", "r", "s", "g", "egress_usd_per_gb"]],
                               on=["v", "r", "s", "g"], how="left")
         bpt = f["v"].map({v: svc[v].bytes_per_token for v in svc}).to_numpy(dtype=float)
-        c = bpt * 3600.0 * H / 1e9 * f["egress_usd_per_gb"].to_numpy(dtype=float)
+        c = KTOK * bpt * 3600.0 * H / 1e9 * f["egress_usd_per_gb"].to_numpy(dtype=float)
         serve_vars = var_list(model.serve)
         nz = np.flatnonzero(c)
         egress_c.extend(c[nz].tolist())
@@ -129,7 +130,7 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
     if hasattr(model, "unserved"):
         d = index.demands
         pen = d["v"].map({v: svc[v].unserved_usd_per_mtok for v in svc}).to_numpy(dtype=float)
-        terms["unserved"] = linear((pen * 3600.0 * H / 1e6).tolist(), var_list(model.unserved))
+        terms["unserved"] = linear((KTOK * pen * 3600.0 * H / 1e6).tolist(), var_list(model.unserved))
     else:
         terms["unserved"] = linear([], [])
     dropped_const = sum(index.value_usd[j] for j in index.jobs if not index.mandatory[j])
