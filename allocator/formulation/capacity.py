@@ -62,8 +62,14 @@ def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> 
              col_rows(index.pools, ["s", "g", "available", "reserved"])}
     max_use = model._max_use
     keys = [k for k in model.GPU_PERIODS if model.elastic or max_use[k] > pools[k[0], k[1]][0]]
+    # an on-demand column and row only where usage can exceed the reserved block and the
+    # on-demand GPUs cost something: at price 0 the row is a free slack that cannot bind (the
+    # exported on-demand counts are recomputed from the decisions anyway)
+    price = dict(zip(zip(index.pools["s"].tolist(), index.pools["g"].tolist(), strict=True),
+                     index.pools["ondemand_price_usd_per_gpu_h"].tolist(), strict=True))
     od_keys = [k for k in model.GPU_PERIODS
-               if min(max_use[k], pools[k[0], k[1]][0]) > pools[k[0], k[1]][1]
+               if (min(max_use[k], pools[k[0], k[1]][0]) > pools[k[0], k[1]][1]
+                   and price[k[0], k[1]] > 0)
                or (model.elastic and max_use[k] > pools[k[0], k[1]][1])]
     model.CAPACITY_ROWS = pyo.Set(initialize=keys, dimen=3, ordered=True)
     model.ONDEMAND_PERIODS = pyo.Set(initialize=od_keys, dimen=3, ordered=True)
