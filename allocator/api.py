@@ -85,6 +85,15 @@ def solve(
     if opts.heuristic == "greedy":
         return _greedy_only(inst, index, opts, base, timings, clock)
 
+    if opts.strategy == "lns":
+        from allocator.largescale import solve_lns
+
+        with clock("solve_s"):
+            result = solve_lns(inst, index, opts, net=net)
+        timings["build_s"] = result.build_s
+        base["lns"] = result.summary.get("stages", {})
+        return _finish(result, base, timings, index=index)
+
     from allocator.formulation import build_model
     from allocator.solve import solve_model
 
@@ -245,6 +254,11 @@ def _options(options: SolveOptions | None, overrides: dict[str, Any]) -> SolveOp
         bad("lex_tolerance", f"lex_tolerance = {opts.lex_tolerance} is negative", "use e.g. 1e-6")
     if opts.heuristic not in (None, "greedy"):
         bad("heuristic", f"heuristic {opts.heuristic!r} is unknown", "use greedy or leave it unset")
+    if opts.strategy not in ("mip", "lns"):
+        bad("strategy", f"strategy {opts.strategy!r} is unknown", "use mip or lns")
+    elif opts.strategy == "lns" and opts.objective != "cost":
+        bad("strategy", f"strategy lns optimises cost only, not objective {opts.objective!r}",
+            "use objective cost with strategy lns, or strategy mip")
     if opts.max_nonzeros <= 0:
         bad("max_nonzeros", f"max_nonzeros = {opts.max_nonzeros} is not positive", "use e.g. 60000000")
     if problems:

@@ -319,6 +319,9 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
               "bandwidth capacity (duals table).")
 @click.option("--heuristic", type=click.Choice(["greedy"]), default=None,
               help="Use the greedy planner alone (no MIP; status feasible, no bound).")
+@click.option("--strategy", type=click.Choice(["mip", "lns"]), default="mip", show_default=True,
+              help="mip: HiGHS on the whole model; lns: LP bound and neighbourhood search "
+              "for large instances (cost objective).")
 @click.option("--no-warm-start", "no_warm_start", is_flag=True,
               help="Do not fall back on the greedy plan when a limit stops HiGHS.")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
@@ -326,7 +329,7 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
-              no_warm_start, force, quiet, verbose):
+              strategy, no_warm_start, force, quiet, verbose):
     """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
     from allocator import results as results_mod
     from allocator.api import solve
@@ -335,7 +338,7 @@ def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, dua
     results_mod.check_export_target(out, force)  # refuse a taken --out before solving
     changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
-                        warm_start=not no_warm_start,
+                        warm_start=not no_warm_start, strategy=strategy,
                         **{k: v for k, v in changes.items() if v is not None})
     result = solve(instance, opts)
     folder = results_mod.export_result(result, out, fmt=fmt, force=force)

@@ -518,8 +518,11 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
 
 
 def plan_objective(evaluation, objective: str = "cost") -> float:
-    """The objective value of an evaluated plan in a solve mode (cost or carbon first)."""
-    if objective in ("carbon", "carbon-then-cost"):
+    """The reported objective of an evaluated plan in a solve mode: what a solve of that mode
+    reports and the verifier recomputes. A lexicographic mode reports its second objective
+    (the one optimised last): total cost for cost and carbon-then-cost, emissions (t) for
+    carbon and cost-then-carbon."""
+    if objective in ("carbon", "cost-then-carbon"):
         return float(evaluation.emissions_t)
     return float(evaluation.total_cost_usd)
 

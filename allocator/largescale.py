@@ -27,6 +27,7 @@ This module does not import Pyomo.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -360,7 +361,9 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
             NB = len(bl)
             bidx = np.full((L, T), -1, dtype=np.int64)
             bidx[bl, bt] = np.arange(NB)
-            w0 = new_aux(NB, 0.0, INF)
+            # the running staging traffic never exceeds the link's bandwidth (the bandwidth
+            # row): a finite bound that keeps every column bounded (safe_bound needs it)
+            w0 = new_aux(NB, 0.0, bw[bl])
             prev = np.where(bt > 0, bidx[bl, np.maximum(bt - 1, 0)], -1)
             hp = prev >= 0
             et = pt[x_arr] + pd_[x_arr]
@@ -574,26 +577,372 @@ def decisions_from_columns(am: ArrayModel, index: Index, x: np.ndarray) -> dict[
 
 @dataclass
 class LnsLog:
-    """What each stage of ``solve_lns`` found (kept in the result's summary)."""
+    """What each stage of ``solve_lns`` found (kept in the result's summary as ``stages``)."""
 
     build_s: float = 0.0
-    lp_s: float = 0.0
+    lp_s: float | None = None
+    lp_status: str = ""
     lp_bound: float | None = None
-    rounding_s: float = 0.0
     rounding_cost: float | None = None
     greedy_cost: float | None = None
-    mip_s: float = 0.0
-    mip_objective: float | None = None
+    start: str = ""
+    start_cost: float | None = None
+    lns_s: float = 0.0
+    iterations: int = 0
+    improvements: int = 0
+    kinds: dict[str, list[int]] = field(default_factory=dict)  # kind -> [tries, improvements]
+    final_free_jobs: int = 0
     mip_bound: float | None = None
+    mip_objective: float | None = None
+    history: list[tuple[float, float]] = field(default_factory=list)  # (seconds, incumbent)
     size: dict[str, int] = field(default_factory=dict)
 
 
-def solve_lns(inst: Instance, index: Index, options, *, net=None):
-    """The large-instance strategy: LP bound, LP-guided rounding, warm-started MIP.
+# penalty per mandatory job left unplaced in the neighbourhood search's incumbent: far above
+# any job's cost, so a sub-MIP places such a job whenever it can
+UNPLACED_PENALTY = 1e8
 
-    Returns an allocator Result whose schedule is evaluated by the independent verifier
-    (objective = verified cost) and whose bound is the best of the LP relaxation and the
-    MIP's dual bound (both of the same model as allocator.formulation). Cost objective only."""
+
+class _Lns:
+    """The compact model with a penalised "unplaced" column per mandatory job, an incumbent
+    as a full column vector, and sub-MIPs over neighbourhoods of it."""
+
+    def __init__(self, inst: Instance, index: Index, am: ArrayModel, seed: int):
+        self.am, self.index = am, index
+        self.rng = np.random.default_rng(seed)
+        p = index.placements
+        b = am.blocks
+        self.P = b["start"].stop
+        job_ids = list(index.jobs)
+        self.job_ids = job_ids
+        self.pj = _codes(p["j"].tolist(), job_ids) if self.P else np.zeros(0, np.int64)
+        self.pt = p["t"].to_numpy(dtype=np.int64)
+        self.pd = p["d"].to_numpy(dtype=np.int64)
+        sites = [s.id for s in inst.sites]
+        self.sites = sites
+        self.psite = _codes(p["s"].tolist(), sites) if self.P else np.zeros(0, np.int64)
+        J = len(job_ids)
+        order = np.argsort(self.pj, kind="stable")
+        cuts = np.searchsorted(self.pj[order], np.arange(J + 1))
+        self.job_cols = [order[cuts[j]:cuts[j + 1]] for j in range(J)]
+        self.mandatory = np.array([bool(index.mandatory[j]) for j in job_ids])
+        # training_assign is the first family: one row per job with starts, in job order
+        jobs_with = np.unique(self.pj)
+        self.job_row = np.full(J, -1, dtype=np.int64)
+        self.job_row[jobs_with] = np.arange(len(jobs_with))
+        mand = jobs_with[self.mandatory[jobs_with]]
+        n0, m = am.A.shape[1], am.A.shape[0]
+        self.n0 = n0
+        ns = len(mand)
+        self.slack_job = mand
+        self.slack_of = np.full(J, -1, dtype=np.int64)
+        self.slack_of[mand] = n0 + np.arange(ns)
+        S = sp.csc_matrix((np.ones(ns), (self.job_row[mand], np.arange(ns))), shape=(m, ns))
+        self.A = sp.hstack([am.A, S], format="csc")
+        self.A.sort_indices()
+        self.c = np.concatenate([am.c, np.full(ns, UNPLACED_PENALTY)])
+        self.lo = np.concatenate([am.col_lower, np.zeros(ns)])
+        self.hi = np.concatenate([am.col_upper, np.ones(ns)])
+        self.integ = np.concatenate([am.integrality, np.zeros(ns, dtype=np.int32)])
+        self.rlo, self.rhi = am.row_lower, am.row_upper
+        self.n = n0 + ns
+        # always free: continuous columns of the model (aux totals, on-demand, the slack);
+        # inference columns are free only inside a neighbourhood's sites and window
+        self.base_free = np.zeros(self.n, dtype=bool)
+        for name in ("ondemand", "aux"):
+            self.base_free[b[name]] = True
+        self.base_free[n0:] = True
+        spr, serve, dem = index.service_periods, index.serve, index.demands
+        self.inf_site = _codes(spr["s"].tolist(), sites) if len(spr) else np.zeros(0, np.int64)
+        self.inf_t = spr["t"].to_numpy(dtype=np.int64) if len(spr) else np.zeros(0, np.int64)
+        self.srv_site = _codes(serve["s"].tolist(), sites) if len(serve) else np.zeros(0, np.int64)
+        self.srv_t = serve["t"].to_numpy(dtype=np.int64) if len(serve) else np.zeros(0, np.int64)
+        self.uns_t = dem["t"].to_numpy(dtype=np.int64) if len(dem) else np.zeros(0, np.int64)
+        self.T = index.periods
+        self.win_lo = np.array([self.pt[c].min() if len(c) else 0 for c in self.job_cols])
+        self.win_hi = np.array([(self.pt[c] + self.pd[c]).max() if len(c) else 0 for c in self.job_cols])
+        self.cheapest = np.array([am.c[c].min() if len(c) else 0.0 for c in self.job_cols])
+        self.od_keys = am.ondemand_keys
+        pool_site = _codes(index.pools["s"].tolist(), sites)
+        self.od_site = pool_site[self.od_keys[:, 0]] if len(self.od_keys) else np.zeros(0, np.int64)
+        self.x: np.ndarray | None = None
+        self.obj = math.inf
+        self.size = min(50, J)
+        self.tabu = np.zeros(J, dtype=np.int64)  # unplaced seed tried: not again before then
+        self.clock = 0
+        self.last_seed = -1
+
+    # ---------------------------------------------------------------- sub-models
+
+    def solve_sub(self, free: np.ndarray, time_limit: float, seed: int, mip_gap: float,
+                  integer: bool = True, start: bool = True):
+        """Solve the model with every column outside ``free`` fixed at the incumbent.
+        Returns (model status name, objective or None, column values of ``free`` or None,
+        seconds)."""
+        hs = _hs()
+        t0 = time.perf_counter()
+        cols = np.flatnonzero(free)
+        x = self.x
+        fixed_x = np.where(free, 0.0, x)
+        shift = self.A @ fixed_x
+        As = self.A[:, cols]
+        used = np.bincount(As.indices, minlength=As.shape[0]) > 0
+        keep = np.flatnonzero(used)
+        As = As.tocsr()[keep].tocsc()
+        As.sort_indices()
+        rlo = self.rlo[keep] - shift[keep]
+        rhi = self.rhi[keep] - shift[keep]
+        offset = self.am.offset + float(self.c @ fixed_x)
+        h = hs.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("time_limit", float(max(time_limit, 0.05)))
+        h.setOptionValue("random_seed", int(seed) % 2_000_000_000)
+        h.setOptionValue("mip_rel_gap", float(mip_gap))
+        integ = self.integ[cols] if integer else np.zeros(len(cols), dtype=np.int32)
+        h.passModel(len(cols), len(keep), int(As.nnz), 1, 1, offset, self.c[cols], self.lo[cols],
+                    self.hi[cols], rlo, rhi, As.indptr[:-1].astype(np.int32),
+                    As.indices.astype(np.int32), As.data.astype(float), integ)
+        if start and integer and integ.any():
+            h.setSolution(len(cols), np.arange(len(cols), dtype=np.int32), x[cols])
+        h.run()
+        status = h.getModelStatus()
+        info = h.getInfo()
+        vals, obj = None, None
+        if (integer and int(info.primal_solution_status) == 2) or (
+                not integer and status == hs.HighsModelStatus.kOptimal):
+            vals = np.asarray(h.getSolution().col_value, dtype=float)
+            obj = float(info.objective_function_value)
+        return h.modelStatusToString(status), obj, vals, time.perf_counter() - t0
+
+    def adopt(self, cols_mask: np.ndarray, vals: np.ndarray) -> float:
+        x = self.x.copy()
+        x[cols_mask] = vals
+        ints = self.integ > 0
+        x[ints] = np.rint(x[ints])
+        self.x = x
+        self.obj = float(self.c @ x) + self.am.offset
+        return self.obj
+
+    def complete(self, int_cols: np.ndarray, int_vals: np.ndarray):
+        """Full column vector and objective of a plan given by its integer columns: the
+        continuous columns by the LP with the integers fixed (None if that LP is infeasible)."""
+        x = np.zeros(self.n)
+        x[int_cols] = int_vals
+        saved, self.x = self.x, x
+        free = self.integ == 0
+        try:
+            status, obj, vals, _ = self.solve_sub(free, 60.0, 0, 1e-9, integer=False)
+        finally:
+            self.x = saved
+        if vals is None:
+            return None
+        x[free] = vals
+        return x, float(self.c @ x) + self.am.offset
+
+    # ---------------------------------------------------------------- neighbourhoods
+
+    def placed(self) -> np.ndarray:
+        """Start column of each job in the incumbent (-1: not placed)."""
+        out = np.full(len(self.job_ids), -1, dtype=np.int64)
+        on = np.flatnonzero(self.x[:self.P] > 0.5)
+        out[self.pj[on]] = on
+        return out
+
+    def neighbourhood(self, kind: str) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+        """(jobs freed, sites, first period, end period) of a neighbourhood of ``kind``."""
+        rng = self.rng
+        placed = self.placed()
+        run_lo = np.where(placed >= 0, self.pt[np.maximum(placed, 0)], -1)
+        run_hi = np.where(placed >= 0, run_lo + self.pd[np.maximum(placed, 0)], -1)
+        site = np.where(placed >= 0, self.psite[np.maximum(placed, 0)], -1)
+        has_cols = np.array([len(c) > 0 for c in self.job_cols])
+        seed = None
+        if kind == "unplaced":
+            miss = np.flatnonzero((placed < 0) & has_cols & self.mandatory)
+            if not len(miss):
+                # optional jobs left out: those not tried lately (one not worth its cost
+                # stays out, and freeing it again would waste a sub-MIP)
+                miss = np.flatnonzero((placed < 0) & has_cols & (self.tabu <= self.clock))
+            if not len(miss):
+                return None
+            seed = int(rng.choice(miss))
+        elif kind == "costly":
+            cur = np.where(placed >= 0, self.am.c[np.maximum(placed, 0)], self.cheapest) - self.cheapest
+            cand = np.flatnonzero(cur > 1e-6)
+            if not len(cand):
+                return None
+            top = cand[np.argsort(-cur[cand])][:max(10, len(cand) // 5)]
+            seed = int(rng.choice(top))
+        if seed is not None:
+            sites = np.unique(self.psite[self.job_cols[seed]])
+            ta, tb = int(self.win_lo[seed]), int(self.win_hi[seed])
+        elif kind == "ondemand":
+            od = self.x[self.am.blocks["ondemand"]]
+            busy = np.flatnonzero(od > 0.5)
+            if not len(busy):
+                return None
+            i = int(rng.choice(busy, p=od[busy] / od[busy].sum()))
+            t = int(self.od_keys[i, 1])
+            sites = np.array([self.od_site[i]])
+            half = int(rng.integers(6, 19))
+            ta, tb = max(0, t - half), min(self.T, t + half)
+        else:  # block: 2-4 sites over a 12-36 period window
+            ns = min(len(self.sites), int(rng.integers(2, 5)))
+            sites = np.sort(rng.choice(len(self.sites), size=ns, replace=False))
+            w = min(self.T, int(rng.integers(12, 37)))
+            ta = int(rng.integers(0, self.T - w + 1))
+            tb = ta + w
+        overlap = (run_lo < tb) & (run_hi > ta) & np.isin(site, sites)
+        eligible_unplaced = (placed < 0) & has_cols & (self.win_lo < tb) & (self.win_hi > ta)
+        pool = np.flatnonzero(overlap | eligible_unplaced)
+        pool = pool[pool != seed] if seed is not None else pool
+        k = self.size - (1 if seed is not None else 0)
+        if len(pool) > k:
+            # unplaced mandatory jobs always, the rest at random
+            must = pool[(placed[pool] < 0) & self.mandatory[pool]][:k]
+            rest = np.setdiff1d(pool, must)
+            pool = np.concatenate([must, rng.choice(rest, size=k - len(must), replace=False)])
+        self.last_seed = -1 if seed is None else seed
+        jobs = np.concatenate([[seed], pool]).astype(np.int64) if seed is not None else pool
+        if not len(jobs):
+            return None
+        return jobs, sites, ta, tb
+
+    def free_mask(self, jobs: np.ndarray, sites: np.ndarray, ta: int, tb: int) -> np.ndarray:
+        free = self.base_free.copy()
+        if len(jobs):
+            free[np.concatenate([self.job_cols[j] for j in jobs])] = True
+        # inference inside the sites and at most 48 periods of the window
+        if tb - ta > 48:
+            mid = (ta + tb) // 2
+            ta, tb = max(0, mid - 24), mid + 24
+        b = self.am.blocks
+        inwin = (self.inf_t >= ta) & (self.inf_t < tb) & np.isin(self.inf_site, sites)
+        free[b["gpus_inf"].start + np.flatnonzero(inwin)] = True
+        inwin = (self.srv_t >= ta) & (self.srv_t < tb) & np.isin(self.srv_site, sites)
+        free[b["serve"].start + np.flatnonzero(inwin)] = True
+        inwin = (self.uns_t >= ta) & (self.uns_t < tb)
+        free[b["unserved"].start + np.flatnonzero(inwin)] = True
+        return free
+
+
+class _BoundWorker(threading.Thread):
+    """The second core: the LP relaxation (its dual values give a bound that is valid even
+    when the LP stops early), then HiGHS's own MIP for the time left."""
+
+    def __init__(self, am: ArrayModel, deadline: float, options, mip_after: bool):
+        super().__init__(daemon=True)
+        self.am, self.deadline, self.options, self.mip_after = am, deadline, options, mip_after
+        self.lp_bound: float | None = None
+        self.lp_status = ""
+        self.lp_s: float | None = None
+        self.prefer = None
+        self.lp_done = threading.Event()
+        self.mip_bound: float | None = None
+        self.mip_x: np.ndarray | None = None
+        self.mip_obj: float | None = None
+        self._h = None
+        self._halt = False
+
+    def run(self) -> None:
+        try:
+            t0 = time.perf_counter()
+            h = to_highs(self.am, integer=False, time_limit=max(1.0, self.deadline - t0 - 1.0),
+                         seed=self.options.seed)
+            h.setOptionValue("solver", "ipm")
+            h.setOptionValue("run_crossover", "off")
+            self._h = h
+            h.run()
+            self.lp_s = time.perf_counter() - t0
+            self.lp_status = h.modelStatusToString(h.getModelStatus())
+            sol = h.getSolution()
+            if sol.dual_valid:
+                y = np.asarray(sol.row_dual, dtype=float)
+                lb = safe_bound(self.am, y)
+                self.lp_bound = lb if math.isfinite(lb) else None
+            if sol.value_valid and sol.dual_valid:
+                x = np.asarray(sol.col_value)[self.am.blocks["start"]]
+                rc = np.asarray(sol.col_dual)[self.am.blocks["start"]]
+                self.prefer = (x, rc)
+        except Exception:  # noqa: BLE001 - the bound is optional; the plan does not need it
+            pass
+        finally:
+            self._h = None
+            self.lp_done.set()
+        if not self.mip_after or self._halt:
+            return
+        remaining = self.deadline - time.perf_counter() - 1.0
+        if remaining < 5.0 or self._halt:
+            return
+        try:
+            # no MIP start: handed a heuristic plan, HiGHS was measured to stop improving on
+            # it (docs/performance.md); its own search is the better complement here
+            h = to_highs(self.am, integer=True, time_limit=remaining, seed=self.options.seed,
+                         mip_gap=self.options.mip_gap)
+            self._h = h
+            h.run()
+            info = h.getInfo()
+            b = float(info.mip_dual_bound)
+            self.mip_bound = b if math.isfinite(b) else None
+            if int(info.primal_solution_status) == 2:
+                self.mip_obj = float(info.objective_function_value)
+                self.mip_x = np.asarray(h.getSolution().col_value, dtype=float)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            self._h = None
+
+    def stop(self) -> None:
+        self._halt = True
+        h = self._h
+        if h is not None:
+            try:
+                h.cancelSolve()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def safe_bound(am: ArrayModel, y: np.ndarray) -> float:
+    """A lower bound on the model's optimum from any row multipliers ``y`` (HiGHS's sign
+    convention: reduced cost = c - A^T y): the Lagrangian value with each multiplier on the
+    side of its row's finite bound and each column at the bound its reduced cost prefers.
+    Valid whatever the quality of ``y`` (an unfinished or imprecise LP)."""
+    y = np.where((y > 0) & ~np.isfinite(am.row_lower), 0.0, y)
+    y = np.where((y < 0) & ~np.isfinite(am.row_upper), 0.0, y)
+    rc = am.c - am.A.T @ y
+    rows = np.where(y > 0, y * np.where(np.isfinite(am.row_lower), am.row_lower, 0.0),
+                    y * np.where(np.isfinite(am.row_upper), am.row_upper, 0.0))
+    lo, hi = am.col_lower, am.col_upper
+    with np.errstate(invalid="ignore"):
+        cols = np.where(rc >= 0, rc * lo, rc * hi)
+    cols = np.where(rc == 0, 0.0, cols)
+    if not np.all(np.isfinite(cols)):
+        return -math.inf
+    return float(am.offset + rows.sum() + cols.sum())
+
+
+KINDS = ("unplaced", "costly", "ondemand", "block")
+
+
+def solve_lns(inst: Instance, index: Index, options, *, net=None):
+    """The large-instance strategy: fix-and-optimise on the compact model.
+
+    1. Build the compact arrays; on a second thread, the LP relaxation (interior point, no
+       crossover): its row duals give a valid bound even if it stops early.
+    2. The greedy plan is the first incumbent (a mandatory job it could not place is held by
+       a penalised "unplaced" column); once the LP is in, the LP-guided rounding replaces it
+       if cheaper.
+    3. Until the time limit: choose a neighbourhood (an unplaced job, a job far above its
+       cheapest start, a pool-period on on-demand GPUs, or 2-4 sites over a 12-36 period
+       window) of about 50 jobs plus the inference columns of its sites and window, fix every
+       other integer column at the incumbent, solve that sub-MIP warm-started from the
+       incumbent with a few seconds' limit, keep it if cheaper. The size adapts: larger after
+       quick proofs, smaller after timeouts.
+    4. When the LP ends early enough, the second thread runs HiGHS on the whole MIP (no
+       start): its dual bound, and its plan if cheaper.
+
+    Returns a Result whose plan is evaluated by the independent verifier (objective = the
+    verified cost) and whose bound is the best valid one found. Cost objective only."""
     from allocator.heuristics import greedy_schedule
     from allocator.network import Network
     from allocator.results import Result, Status
@@ -606,82 +955,132 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     log = LnsLog()
     am = build_arrays(inst, index, compact=True)
     log.build_s, log.size = am.build_s, am.shape
+    lns = _Lns(inst, index, am, options.seed)
+    worker = _BoundWorker(am, deadline, options, mip_after=True)
+    worker.start()
 
-    # 1. the LP relaxation: the bound, and the values that guide the rounding
-    h = to_highs(am, integer=False, time_limit=max(1.0, deadline - time.perf_counter()),
-                 threads=options.threads, seed=options.seed, verbose=options.verbose)
-    t1 = time.perf_counter()
-    h.run()
-    log.lp_s = time.perf_counter() - t1
-    lp_ok = h.getModelStatus() == _hs().HighsModelStatus.kOptimal
-    prefer = None
-    if lp_ok:
-        log.lp_bound = float(h.getInfo().objective_function_value)
-        sol = h.getSolution()
-        x = np.asarray(sol.col_value)[am.blocks["start"]]
-        rc = np.asarray(sol.col_dual)[am.blocks["start"]]
-        prefer = (x, rc)
-    del h
+    def elapsed() -> float:
+        return time.perf_counter() - t0
 
-    # 2. rounding (and the plain greedy plan, kept if it is cheaper)
-    t1 = time.perf_counter()
-    candidates = []
-    for name, pref in (("rounding", prefer), ("greedy", None)):
-        if name == "rounding" and pref is None:
-            continue
-        plan = greedy_schedule(inst, index, net=net, prefer=pref)
-        ev = evaluate(inst, plan, net=net)
-        ok = not ev.violations
-        if name == "rounding":
-            log.rounding_cost = ev.total_cost_usd if ok else None
+    def try_plan(name: str, plan) -> None:
+        cols, vals = start_vector(am, index, plan)
+        got = lns.complete(cols, vals)
+        if got is None:
+            return
+        x, obj = got
+        if name == "greedy":
+            log.greedy_cost = obj
         else:
-            log.greedy_cost = ev.total_cost_usd if ok else None
-        if ok:
-            candidates.append((ev.total_cost_usd, name, plan, ev))
-    log.rounding_s = time.perf_counter() - t1
+            log.rounding_cost = obj
+        if obj < lns.obj - 1e-6:
+            lns.x, lns.obj = x, obj
+            log.start, log.start_cost = name, obj
+            log.history.append((round(elapsed(), 2), obj))
 
-    # 3. the MIP, warm-started from the best plan, for the time left
-    mip_bound = None
-    remaining = deadline - time.perf_counter()
-    if remaining > 1.0:
-        h = to_highs(am, integer=True, time_limit=remaining, threads=options.threads,
-                     seed=options.seed, mip_gap=options.mip_gap, verbose=options.verbose)
-        if candidates:
-            best_plan = min(candidates, key=lambda c: c[0])[2]
-            cols, vals = start_vector(am, index, best_plan)
-            h.setSolution(len(cols), cols, vals)
-        t1 = time.perf_counter()
-        h.run()
-        log.mip_s = time.perf_counter() - t1
-        info = h.getInfo()
-        b = float(info.mip_dual_bound)
-        mip_bound = b if math.isfinite(b) else None
-        log.mip_bound = mip_bound
-        if int(info.primal_solution_status) == 2:
-            log.mip_objective = float(info.objective_function_value)
-            dec = decisions_from_columns(am, index, np.asarray(h.getSolution().col_value))
-            ev = evaluate(inst, dec, net=net)
-            if not ev.violations:
-                candidates.append((ev.total_cost_usd, "mip", dec, ev))
-        del h
+    # the LP first while it is quick (small instances); otherwise it runs beside the search
+    worker.lp_done.wait(timeout=max(0.0, min(0.15 * limit, 20.0)))
+    rounded = False
+    if worker.lp_done.is_set() and worker.prefer is not None:
+        try_plan("rounding", greedy_schedule(inst, index, net=net, prefer=worker.prefer))
+        rounded = True
+    try_plan("greedy", greedy_schedule(inst, index, net=net))
+    if lns.x is None:
+        worker.stop()
+        worker.join()
+        return Result(status=Status.NO_SOLUTION, solve_s=elapsed(), solver=f"HiGHS {_version()} (lns)",
+                      options=_options_dict(options), message="no start plan for the neighbourhood search",
+                      summary={"strategy": "lns", "stages": _log_dict(log)})
 
-    seconds = time.perf_counter() - t0
-    opts = _options_dict(options)
-    summary = {"strategy": "lns", "stages": log.__dict__.copy()}
-    if not candidates:
+    # the neighbourhood search
+    t_lns = time.perf_counter()
+    sub_limit = 3.0
+    it = 0
+    fails = {k: 0 for k in KINDS}
+    while deadline - time.perf_counter() > 0.5:
+        if not rounded and worker.lp_done.is_set():
+            rounded = True
+            if worker.prefer is not None:
+                try_plan("rounding", greedy_schedule(inst, index, net=net, prefer=worker.prefer))
+        weights = np.array([4.0 if k == "unplaced" else 1.0 for k in KINDS]) / (1.0 + np.array(
+            [fails[k] for k in KINDS]))
+        kind = KINDS[int(lns.rng.choice(len(KINDS), p=weights / weights.sum()))]
+        nb = lns.neighbourhood(kind)
+        if nb is None:
+            fails[kind] += 1
+            continue
+        jobs, sites, ta, tb = nb
+        free = lns.free_mask(jobs, sites, ta, tb)
+        tl = min(sub_limit, deadline - time.perf_counter() - 0.3)
+        if tl < 0.2:
+            break
+        status, obj, vals, secs = lns.solve_sub(free, tl, options.seed + it, options.mip_gap)
+        it += 1
+        tries = log.kinds.setdefault(kind, [0, 0])
+        tries[0] += 1
+        if vals is not None and obj < lns.obj - max(1e-6 * abs(lns.obj), 1e-3):
+            lns.adopt(free, vals)
+            tries[1] += 1
+            log.improvements += 1
+            fails[kind] = 0
+            log.history.append((round(elapsed(), 2), lns.obj))
+        else:
+            fails[kind] = min(fails[kind] + 1, 8)
+            if kind == "unplaced" and lns.last_seed >= 0:
+                lns.tabu[lns.last_seed] = it + 10
+        lns.clock = it
+        # adapt the neighbourhood's size to what HiGHS proves within the limit
+        if status == "Optimal" and secs < 0.5 * sub_limit:
+            lns.size = min(len(lns.job_ids), max(lns.size + 1, int(lns.size * 1.2)))
+        elif status != "Optimal":
+            lns.size = max(8, int(lns.size * 0.85))
+    log.iterations, log.lns_s, log.final_free_jobs = it, time.perf_counter() - t_lns, lns.size
+
+    worker.stop()
+    worker.join(timeout=5.0)
+    log.lp_s, log.lp_status, log.lp_bound = worker.lp_s, worker.lp_status, worker.lp_bound
+    log.mip_bound, log.mip_objective = worker.mip_bound, worker.mip_obj
+
+    # the plan: the incumbent, or HiGHS's own if it found a cheaper one
+    candidates = []
+    if not (lns.x[lns.n0:] > 0.5).any():
+        candidates.append(("lns", lns.x[:lns.n0]))
+    if worker.mip_x is not None:
+        candidates.append(("mip", worker.mip_x))
+    best = None
+    for name, x in candidates:
+        dec = decisions_from_columns(am, index, x)
+        ev = evaluate(inst, dec, net=net)
+        if not ev.violations and (best is None or ev.total_cost_usd < best[0]):
+            best = (ev.total_cost_usd, name, ev)
+    seconds = elapsed()
+    summary = {"strategy": "lns", "stages": _log_dict(log)}
+    if best is None:
+        missing = [lns.job_ids[j] for j in lns.slack_job[lns.x[lns.n0:] > 0.5]]
+        why = [f"mandatory job {j} could not be placed within the limits" for j in missing[:5]]
         return Result(status=Status.NO_SOLUTION, solve_s=seconds, solver=f"HiGHS {_version()} (lns)",
-                      options=opts, message="no feasible plan within the limits", summary=summary)
-    cost, name, plan, ev = min(candidates, key=lambda c: c[0])
-    bounds = [b for b in (log.lp_bound, mip_bound) if b is not None]
+                      options=_options_dict(options), explanation=why, summary=summary,
+                      message="no feasible plan within the limits" + (f": {'; '.join(why)}" if why else ""))
+    cost, name, ev = best
+    bounds = [b for b in (log.lp_bound, log.mip_bound) if b is not None and math.isfinite(b)]
     bound = min(max(bounds), cost) if bounds else None
-    gap = (cost - bound) / max(abs(cost), 1e-9) if bound is not None else None
+    gap = max(0.0, (cost - bound) / max(abs(cost), 1e-9)) if bound is not None else None
     status = Status.OPTIMAL if gap is not None and gap <= options.mip_gap else Status.FEASIBLE
+    msg = (f"plan from {'the neighbourhood search' if name == 'lns' else 'HiGHS'} "
+           f"({log.iterations} sub-MIPs, {log.improvements} improvements, start: {log.start}); "
+           f"bound from the {'MIP' if bound is not None and bound == log.mip_bound else 'LP relaxation'}")
     return Result(
         status=status, objective=cost, bound=bound, gap=gap, costs=dict(ev.costs),
-        emissions_t=ev.emissions_t, build_s=log.build_s, solve_s=seconds, solver=f"HiGHS {_version()} (lns)",
-        options=opts, message=f"plan from {name}; LP bound {log.lp_bound}", frames=dict(ev.frames),
-        summary=summary,
+        emissions_t=ev.emissions_t, build_s=log.build_s, solve_s=seconds,
+        solver=f"HiGHS {_version()} (lns)", options=_options_dict(options), message=msg,
+        frames=dict(ev.frames), summary=summary,
     )
+
+
+def _log_dict(log: LnsLog) -> dict:
+    d = dict(log.__dict__)
+    d["kinds"] = {k: list(v) for k, v in log.kinds.items()}
+    d["history"] = [list(h) for h in log.history]
+    return d
 
 
 def _hs():

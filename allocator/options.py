@@ -25,6 +25,8 @@ class SolveOptions:
     explain        on infeasibility, re-solve with penalised slack and explain
     disabled_families  constraint families switched off by name (see formulation.FAMILIES)
     max_nonzeros   refuse to build a model estimated above this many nonzeros
+    strategy       "mip" (HiGHS on the whole model) or "lns" (large instances: LP bound plus
+                   fix-and-optimise on the compact arrays, allocator.largescale; cost only)
     """
 
     time_limit_s: float | None = None
@@ -40,6 +42,7 @@ class SolveOptions:
     disabled_families: tuple[str, ...] = field(default_factory=tuple)
     max_nonzeros: int = 60_000_000
     verbose: bool = False
+    strategy: Literal["mip", "lns"] = "mip"
 
     def with_(self, **changes) -> SolveOptions:
         return replace(self, **changes)
