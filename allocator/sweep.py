@@ -418,14 +418,20 @@ def _add_family(model, add, inst, index, options) -> list[str]:
 
 
 def _index_structure(index) -> tuple:
-    """The eligible tuples of an index (not their coefficients), hashed per frame."""
+    """The eligible tuples of an index, hashed per frame, and which of its coefficients are
+    zero: families may leave out a column or row whose coefficient is zero (an on-demand
+    column at price 0), so a number that becomes or stops being zero forces a rebuild."""
     parts: list[Any] = [tuple(index.jobs), tuple(sorted(index.unplaced)), tuple(index.precedences),
                         tuple(getattr(index, "redundant_services", ()))]
     for name, value in vars(index).items():
         if isinstance(value, pd.DataFrame):
             keys = [c for c in _KEY_COLUMNS if c in value.columns]
             h = int(pd.util.hash_pandas_object(value[keys], index=False).sum()) if keys and len(value) else 0
-            parts.append((name, len(value), tuple(keys), h))
+            nums = [c for c in value.columns if c not in keys and pd.api.types.is_numeric_dtype(value[c])
+                    and not pd.api.types.is_bool_dtype(value[c])]
+            z = (int(pd.util.hash_pandas_object((value[nums].fillna(0) != 0), index=False).sum())
+                 if nums and len(value) else 0)
+            parts.append((name, len(value), tuple(keys), h, z))
     return tuple(parts)
 
 

@@ -65,6 +65,10 @@ def test_rebuild_choice(demo):
     assert first(variant(demo, demand=1.1)) is None
     # a ceiling so low that gangs no longer fit changes the eligible starts: rebuild
     assert first(variant(demo, cap=0.6)) is None
+    # a price that becomes zero may drop columns of a kept family: rebuild
+    free = demo.model_copy(deep=True)
+    free.site("aws-use1").pools[1].ondemand_price_usd_per_gpu_h = 0.0
+    assert first(free) is None
 
 
 # --------------------------------------------------------------------------- with the solver
