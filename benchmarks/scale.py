@@ -7,7 +7,10 @@ Each size runs in its own process (so peak memory, ru_maxrss, is that size's own
 HiGHS with the greedy plan as MIP start, solve, extract) or, with --strategy lns, the
 large-instance strategy of allocator.largescale. Per size it prints and writes: variables,
 constraints, nonzeros, build s, hand-off s, solve s, objective, bound, gap, peak memory MB,
-greedy objective and the direct numpy/highspy build of the same model (the yardstick).
+greedy objective (none when the greedy plan leaves a mandatory job out; greedy_status and
+greedy_message in the JSON say which) and the direct numpy/highspy build of the same model
+(the yardstick). With --strategy lns the JSON also holds the strategy's stages (LP time and
+bound, rounding, sub-MIPs tried and kept per neighbourhood kind, the incumbent over time).
 Figures are compared with benchmarks/baselines.json when present.
 """
 
@@ -56,6 +59,7 @@ def _run(size: str, time_limit: float, strategy: str, seed: int) -> dict:
     direct = yardstick(inst, index)
     row = {"size": size, "strategy": strategy, "index_s": round(index_s, 3),
            "greedy": greedy.objective, "greedy_s": round(greedy_s, 3),
+           "greedy_status": greedy.status.value, "greedy_message": greedy.message,
            "direct_s": direct["total_s"], "direct": direct}
     t0 = time.perf_counter()
     if strategy == "lns":
