@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from allocator.errors import InputError, Problem
+from allocator.errors import InputError, Problem, format_problems
 from allocator.options import SolveOptions
 from allocator.results import COST_TERMS, Result, Status
 from allocator.schema import Instance
@@ -49,6 +49,16 @@ from allocator.sweep_spec import (
 
 SolveFn = Callable[..., Result]  # solve(instance, options) -> Result
 ROW_FILE = "row.json"
+
+
+class SweepFolderError(InputError):
+    """A sweep folder that cannot be used (CLI exit code 2)."""
+
+    def __str__(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        return "\n".join([f"{head}cannot use this sweep folder", *format_problems(self.problems)])
+
+
 MANIFEST = "sweep.json"
 MAX_POOL_RESTARTS = 3  # a scenario whose worker process dies this often is recorded as failed
 
@@ -157,7 +167,7 @@ def read_results(out: str | Path) -> pd.DataFrame:
         return pd.read_parquet(out / "results.parquet")
     if (out / "results.csv").exists():
         return pd.read_csv(out / "results.csv")
-    raise InputError([Problem("file", str(out), "holds no results.parquet or results.csv",
+    raise SweepFolderError([Problem("file", str(out), "holds no results.parquet or results.csv",
                               "pass the --out folder of a sweep", rule="sweep-folder")],
                      source=str(out))
 
@@ -166,7 +176,7 @@ def read_manifest(out: str | Path) -> dict:
     """OUT/sweep.json: the spec's parameters, solve options, instance and scenario ids."""
     path = Path(out) / MANIFEST
     if not path.exists():
-        raise InputError([Problem("file", str(out), f"holds no {MANIFEST}",
+        raise SweepFolderError([Problem("file", str(out), f"holds no {MANIFEST}",
                                   "pass the --out folder of a sweep", rule="sweep-folder")],
                          source=str(out))
     return json.loads(path.read_text())
@@ -582,7 +592,7 @@ def _prepare_out(out: Path, inst: Instance, spec: SweepSpec, scenarios: list[Sce
             old = {}
         old_fp = (old.get("instance") or {}).get("fingerprint")
         if old_fp and old_fp != fp:
-            raise InputError([Problem(
+            raise SweepFolderError([Problem(
                 "sweep", str(out),
                 f"holds a sweep of another instance ({(old.get('instance') or {}).get('name')!r}, "
                 f"fingerprint {old_fp}, this one {fp}); its results would be mixed with this one's",
