@@ -30,7 +30,7 @@ from __future__ import annotations
 import pyomo.environ as pyo
 
 from allocator.formulation.common import (
-    add_slack,
+    add_row_slack,
     col_rows,
     ensure_gpus_in_use,
     linear,
@@ -76,10 +76,8 @@ def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> 
     model.ondemand = pyo.Var(model.ONDEMAND_PERIODS, domain=pyo.NonNegativeReals,
                              bounds=lambda m, s, g, t: (0, _ondemand_ub(m, pools, s, g, t)))
     if model.elastic:
-        model.slack_gpus = pyo.Var(model.CAPACITY_ROWS, domain=pyo.NonNegativeReals)
-        add_slack(model, "capacity", "GPUs over available", model.slack_gpus)
-        w = penalty_weights(inst, index)["gpu"]
-        model._penalties.append(("slack_gpus", {k: w for k in keys}))
+        add_row_slack(model, "slack_gpus", model.CAPACITY_ROWS, "capacity", "GPUs over available",
+                      penalty_weights(inst, index)["gpu"])
 
     def gpus_rule(m, s, g, t):
         body = m.gpus_in_use[s, g, t]

@@ -255,3 +255,13 @@ def penalty_weights(inst: Instance, index: Index) -> dict[str, float]:
 def add_slack(model, family: str, description: str, var: pyo.Var) -> None:
     """Register an elastic slack variable (family, description, component)."""
     model.SLACKS.append((family, description, var))
+
+
+def add_row_slack(model, name: str, rows, family: str, description: str, weight: float) -> pyo.Var:
+    """Elastic model: a non-negative slack per row of ``rows``, registered for the explanation
+    and penalised at ``weight`` per unit (a data-derived big-M, see ``penalty_weights``)."""
+    var = pyo.Var(rows, domain=pyo.NonNegativeReals)
+    model.add_component(name, var)
+    add_slack(model, family, description, var)
+    model._penalties.append((name, {k: weight for k in rows}))
+    return var

@@ -28,7 +28,7 @@ import pyomo.environ as pyo
 from allocator.formulation.common import (
     KTOK,
     Terms,
-    add_slack,
+    add_row_slack,
     all_placements,
     linear,
     penalty_weights,
@@ -81,10 +81,8 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
     keys = sorted(rows, key=lambda k: (order[k[0]], k[1]))
     model.BANDWIDTH_ROWS = pyo.Set(initialize=keys, dimen=2, ordered=True)
     if model.elastic:
-        model.slack_gbps = pyo.Var(model.BANDWIDTH_ROWS, domain=pyo.NonNegativeReals)
-        add_slack(model, "network", "Gb/s over link bandwidth", model.slack_gbps)
-        w = penalty_weights(inst, index)["gbps"]
-        model._penalties.append(("slack_gbps", {k: w for k in keys}))
+        add_row_slack(model, "slack_gbps", model.BANDWIDTH_ROWS, "network", "Gb/s over link bandwidth",
+                      penalty_weights(inst, index)["gbps"])
 
     def rule(m, link, t):
         c, v = rows[link, t]

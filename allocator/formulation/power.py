@@ -21,7 +21,7 @@ from __future__ import annotations
 import pyomo.environ as pyo
 
 from allocator.formulation.common import (
-    add_slack,
+    add_row_slack,
     col_rows,
     ensure_power_mw,
     penalty_weights,
@@ -44,10 +44,8 @@ def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> Non
     keys = [k for k in model.POWER_PERIODS if model.elastic or max_mw[k] > cap[k[0]][k[1]] + 1e-9]
     model.POWER_ROWS = pyo.Set(initialize=keys, dimen=2, ordered=True)
     if model.elastic:
-        model.slack_power_mw = pyo.Var(model.POWER_ROWS, domain=pyo.NonNegativeReals)
-        add_slack(model, "power", "MW over the power ceiling", model.slack_power_mw)
-        w = penalty_weights(inst, index)["mw"]
-        model._penalties.append(("slack_power_mw", {k: w for k in keys}))
+        add_row_slack(model, "slack_power_mw", model.POWER_ROWS, "power", "MW over the power ceiling",
+                      penalty_weights(inst, index)["mw"])
 
     def rule(m, s, t):
         body = m.power_mw[s, t]
