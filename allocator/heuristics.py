@@ -215,9 +215,11 @@ def _job_rows(index: Index, state: _State) -> dict[str, _JobRows]:
 
 
 def _best_start(jr: _JobRows, st: _State, not_before: int,
-                prefer: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, float] | None:
+                prefer: tuple[np.ndarray, np.ndarray] | None = None,
+                not_after: int | None = None) -> tuple[int, float] | None:
     """(row position within the job, marginal $) of the cheapest (option, site) at its
-    earliest feasible start, or None if the job fits nowhere now.
+    earliest feasible start, or None if the job fits nowhere now. Starts that end after
+    ``not_after`` (the latest start of a required successor) are taken only if no other fits.
 
     With ``prefer`` = (LP value, reduced cost) per placement row, the feasible start with the
     largest LP value wins instead, then the one with the lowest reduced cost (LP rounding)."""
@@ -233,6 +235,9 @@ def _best_start(jr: _JobRows, st: _State, not_before: int,
     np.cumsum(~ok, axis=1, out=bad[:, 1:])
     feasible = (bad[jr.group, jr.t + jr.d] - bad[jr.group, jr.t] == 0) & (jr.t >= not_before)
     cand = np.flatnonzero(feasible)
+    if not_after is not None:
+        early = cand[jr.t[cand] + jr.d[cand] <= not_after]
+        cand = early if early.size else cand
     if cand.size == 0:
         return None
     if prefer is not None:
@@ -274,9 +279,31 @@ def _place(jr: _JobRows, r: int, st: _State) -> None:
             st.link_used[li, t:t + d] += jr.g_gbps[gi]
 
 
+def _latest_ends(inst: Instance, rows: dict[str, _JobRows], order: list[str],
+                 required: set[str]) -> dict[str, int]:
+    """Latest end period of each job that keeps every required successor placeable: a
+    successor q can start no later than its latest start ending within its own latest end,
+    and its predecessors must end by then (a backward pass over the planning order, which
+    lists predecessors first). Jobs with no required successor are absent."""
+    preds = {j.id: [p for p in dict.fromkeys(j.predecessors) if p != j.id] for j in inst.jobs}
+    latest_end: dict[str, int] = {}
+    for q in reversed(order):
+        if q not in required or q not in rows:
+            continue
+        jr = rows[q]
+        ok = jr.t + jr.d <= latest_end.get(q, np.iinfo(np.int64).max)
+        if not ok.any():
+            continue
+        start = int(jr.t[ok].max())
+        for p in preds.get(q, []):
+            latest_end[p] = min(latest_end.get(p, start), start)
+    return latest_end
+
+
 def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: dict[str, _JobRows],
                ends: dict[str, int], placed: list[int], unplaced: list[str],
-               required: set[str], prefer=None) -> None:
+               required: set[str], prefer=None, latest_end: dict[str, int] | None = None) -> None:
+    latest_end = latest_end or {}
     preds = {j.id: [p for p in j.predecessors if p != j.id] for j in inst.jobs}
     value = {j.id: j.value_usd for j in inst.jobs}
     for j in jobs:
@@ -285,7 +312,7 @@ def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: 
             unplaced.append(j)
             continue
         not_before = max((ends[p] for p in preds.get(j, [])), default=0)
-        best = _best_start(jr, st, not_before, prefer)
+        best = _best_start(jr, st, not_before, prefer, latest_end.get(j))
         if best is None:
             unplaced.append(j)
             continue
@@ -479,15 +506,24 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
         # a required job left out is moved to the front and the plan made again
         st = _state(inst, index)
         order, required = _job_order(inst, index, first)
+        latest_end = _latest_ends(inst, rows, order, required)
         ends: dict[str, int] = {}
         placed: list[int] = []
         unplaced: list[str] = []
         _plan_jobs([j for j in order if j in required], inst, index, st, rows, ends, placed, unplaced,
-                   required, prefer)
+                   required, prefer, latest_end)
         missing = [j for j in unplaced if j in required and j in rows]
         if not missing or first.issuperset(missing):
             break
-        first = first | frozenset(missing)
+        # the missing jobs and the jobs they wait for go first next time
+        preds = {j.id: j.predecessors for j in inst.jobs}
+        grow, stack = set(missing), list(missing)
+        while stack:
+            for q in preds.get(stack.pop(), []):
+                if q not in grow:
+                    grow.add(q)
+                    stack.append(q)
+        first = first | frozenset(grow)
     held, served = _plan_inference(inst, index, st)
     _plan_jobs([j for j in order if j not in required], inst, index, st, rows, ends, placed, unplaced,
                required, prefer)

@@ -189,3 +189,37 @@ def test_every_greedy_plan_passes_the_verifier(data):
     placed = set(plan["training"]["job"])
     assert placed.isdisjoint(plan.unplaced)
     assert placed | set(plan.unplaced) == {j.id for j in inst.jobs}
+
+
+def test_a_predecessor_ends_in_time_for_its_successors_deadline():
+    # big takes cheap at t=0-1. pre's cheapest start alone is cheap at t=2 ($16 against $24 at
+    # dear t=0), but then post (after pre, must end by period 4) could start only at 4 and end
+    # at 6: too late. pre must end by post's latest start (2), so it takes dear at t=0 and post
+    # runs on cheap at t=2-3.
+    inst = _inst(
+        [_site("cheap", 8, 2.0), _site("dear", 8, 3.0)],
+        [_job("big", 8, 2), _job("pre", 4, 2),
+         _job("post", 4, 2, predecessors=["pre"], deadline_period=4)],
+        periods=6,
+    )
+    plan = greedy_schedule(inst)
+    assert plan.unplaced == []
+    assert _rows(plan) == {"big": ("cheap", 0), "pre": ("dear", 0), "post": ("cheap", 2)}
+    assert evaluate(inst, plan).violations == []
+
+
+def test_a_missing_job_and_the_jobs_it_waits_for_go_first_on_the_next_attempt():
+    # One site of 8 GPUs, 6 periods. Larger first: big (8 GPUs x 4 h) would take t=0-3, leaving
+    # pre (8 x 1 h) only t=4, and post (after pre, deadline 5) nowhere. Moving post alone to
+    # the front does not help (it waits for pre); moving pre with it does: pre t=0, post t=1,
+    # big t=2-5.
+    inst = _inst(
+        [_site("only", 8, 1.0)],
+        [_job("big", 8, 4), _job("pre", 8, 1),
+         _job("post", 8, 1, predecessors=["pre"], deadline_period=5)],
+        periods=6,
+    )
+    plan = greedy_schedule(inst)
+    assert plan.unplaced == []
+    assert _rows(plan) == {"pre": ("only", 0), "post": ("only", 1), "big": ("only", 2)}
+    assert evaluate(inst, plan).violations == []
