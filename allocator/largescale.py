@@ -58,6 +58,13 @@ class ArrayModel:
     blocks: dict[str, slice]
     ondemand_keys: np.ndarray  # (n_od, 2): pool position, period
     families: dict[str, int] = field(default_factory=dict)  # rows per family
+    start_pool: np.ndarray | None = None  # pool position of each start column
+    inf_pool: np.ndarray | None = None  # pool position of each gpus_inf column
+    # compact form: the running GPU totals use[k,t] are the aux columns use_first + i for the
+    # (pool, period) pairs use_keys[i]
+    use_first: int = -1
+    use_keys: np.ndarray | None = None
+    family_first: dict[str, int] = field(default_factory=dict)  # first row of each family
     build_s: float = 0.0
 
     @property
@@ -77,6 +84,7 @@ class _Rows:
         self.hi: list[np.ndarray] = []
         self.m = 0
         self.families: dict[str, int] = {}
+        self.first: dict[str, int] = {}  # first row of each family
 
     def add(self, name: str, nrows: int, rows, cols, vals, lo, hi) -> int:
         base = self.m
@@ -89,6 +97,7 @@ class _Rows:
         self.hi.append(np.broadcast_to(np.asarray(hi, dtype=float), (nrows,)))
         self.m += nrows
         self.families[name] = self.families.get(name, 0) + nrows
+        self.first.setdefault(name, base)
         return base
 
 
@@ -207,6 +216,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
 
     rows = _Rows()
     start_cols = o_start + np.arange(P)
+    use_first = -1
 
     # ---- training_assign
     jobs_with = np.unique(pj)
@@ -287,6 +297,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
     if compact:
         # running GPU totals of training per pool-period: use[k,t]
         use0 = new_aux(NG, 0.0, avail[gp_k])
+        use_first = use0
         prev = np.where(gp_t > 0, gp_index[gp_k, np.maximum(gp_t - 1, 0)], -1)
         has_prev = prev >= 0
         end_t = pt + pd_
@@ -445,7 +456,9 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
         integrality=integ,
         blocks={"start": slice(0, P), "serve": slice(o_serve, o_uns), "unserved": slice(o_uns, o_inf),
                 "gpus_inf": slice(o_inf, o_od), "ondemand": slice(o_od, o_aux), "aux": slice(o_aux, n)},
-        ondemand_keys=od_keys, families=dict(rows.families),
+        ondemand_keys=od_keys, families=dict(rows.families), start_pool=pk, inf_pool=ik,
+        family_first=dict(rows.first),
+        use_first=use_first, use_keys=np.stack([gp_k, gp_t], axis=1) if use_first >= 0 else None,
         build_s=time.perf_counter() - t_start,
     )
 
@@ -594,9 +607,15 @@ class LnsLog:
     final_free_jobs: int = 0
     mip_bound: float | None = None
     mip_objective: float | None = None
+    relaxed_bound: float | None = None
     history: list[tuple[float, float]] = field(default_factory=list)  # (seconds, incumbent)
     size: dict[str, int] = field(default_factory=dict)
 
+
+# above this many nonzeros the LP relaxation is not started: generated L (0.88M) takes about 60 s
+# by interior point on one core of the 2-core machine class, and XL (14.8M) would not finish
+# within its 10-minute budget while holding several GB; relaxed_bound stands in
+LP_MAX_NONZEROS = 5_000_000
 
 # penalty per mandatory job left unplaced in the neighbourhood search's incumbent: far above
 # any job's cost, so a sub-MIP places such a job whenever it can
@@ -652,6 +671,17 @@ class _Lns:
         for name in ("ondemand", "aux"):
             self.base_free[b[name]] = True
         self.base_free[n0:] = True
+        # with running totals, use[k,t] and ondemand[k,t] can change only where a freed start
+        # or inference column is active: elsewhere they stay at the incumbent (exact, not a
+        # restriction), which keeps each sub-MIP small (free_mask)
+        self.K = len(index.pools)
+        self.local = am.use_keys is not None and am.start_pool is not None
+        if self.local:
+            nu = len(am.use_keys)
+            self.use_cols = am.use_first + np.arange(nu)
+            self.base_free[self.use_cols] = False
+            self.base_free[b["ondemand"]] = False
+            self.od_cols = np.arange(b["ondemand"].start, b["ondemand"].stop)
         spr, serve, dem = index.service_periods, index.serve, index.demands
         self.inf_site = _codes(spr["s"].tolist(), sites) if len(spr) else np.zeros(0, np.int64)
         self.inf_t = spr["t"].to_numpy(dtype=np.int64) if len(spr) else np.zeros(0, np.int64)
@@ -809,9 +839,15 @@ class _Lns:
         return jobs, sites, ta, tb
 
     def free_mask(self, jobs: np.ndarray, sites: np.ndarray, ta: int, tb: int) -> np.ndarray:
+        """Columns free in the sub-MIP: each freed job's starts at the neighbourhood's sites
+        (and its current start), the inference columns of those sites in the window, and the
+        running totals and on-demand columns of the pool-periods these can change."""
         free = self.base_free.copy()
         if len(jobs):
-            free[np.concatenate([self.job_cols[j] for j in jobs])] = True
+            cols = np.concatenate([self.job_cols[j] for j in jobs])
+            cur = self.x[:self.P][cols] > 0.5
+            cols = cols[np.isin(self.psite[cols], sites) | cur]
+            free[cols] = True
         # inference inside the sites and at most 48 periods of the window
         if tb - ta > 48:
             mid = (ta + tb) // 2
@@ -823,6 +859,20 @@ class _Lns:
         free[b["serve"].start + np.flatnonzero(inwin)] = True
         inwin = (self.uns_t >= ta) & (self.uns_t < tb)
         free[b["unserved"].start + np.flatnonzero(inwin)] = True
+        if self.local:
+            am = self.am
+            touched = np.zeros((self.K, self.T + 1), dtype=bool)
+            sc = np.flatnonzero(free[:self.P])
+            if len(sc):
+                ri, rt = _running(self.pt[sc], self.pd[sc])
+                touched[am.start_pool[sc[ri]], rt] = True
+            ic = np.flatnonzero(free[b["gpus_inf"]])
+            if len(ic):
+                touched[am.inf_pool[ic], self.inf_t[ic]] = True
+            uk = am.use_keys
+            free[self.use_cols[touched[uk[:, 0], uk[:, 1]]]] = True
+            if len(self.od_keys):
+                free[self.od_cols[touched[self.od_keys[:, 0], self.od_keys[:, 1]]]] = True
         return free
 
 
@@ -921,6 +971,52 @@ def safe_bound(am: ArrayModel, y: np.ndarray) -> float:
     return float(am.offset + rows.sum() + cols.sum())
 
 
+def _span(am: ArrayModel, name: str) -> slice:
+    """The rows of a family added in one piece (training_assign, inference_demand,
+    inference_capacity)."""
+    first = am.family_first.get(name, 0)
+    return slice(first, first + am.families.get(name, 0))
+
+
+def relaxed_bound(am: ArrayModel) -> float:
+    """A lower bound that needs no LP: every job at its cheapest start and every token of
+    demand at its cheapest way (served at the energy cost of the GPUs it needs plus egress, or
+    unserved), with no capacity, power or bandwidth limits. It is ``safe_bound`` at multipliers
+    written down directly: the job's cheapest start cost on its assignment row, minus the
+    energy per token/s on each inference capacity row, the cheapest way per token/s on each
+    demand row, zero elsewhere. The fallback when the LP relaxation cannot finish in time."""
+    m = am.A.shape[0]
+    y = np.zeros(m)
+    b = am.blocks
+    ra, rd, rc = _span(am, "training_assign"), _span(am, "inference_demand"), _span(am, "inference_capacity")
+    st = am.A[:, b["start"]].tocoo()
+    on = (st.row >= ra.start) & (st.row < ra.stop)
+    cheapest = np.full(m, np.inf)
+    np.minimum.at(cheapest, st.row[on], am.c[b["start"]][st.col[on]])
+    rows = np.arange(ra.start, ra.stop)
+    got = np.isfinite(cheapest[rows])
+    # mandatory rows (lower bound 1) take the cheapest cost; an optional job's row has only
+    # an upper bound, so its multiplier may only be <= 0
+    mand = np.isfinite(am.row_lower[rows])
+    y[rows[got]] = np.where(mand[got], cheapest[rows[got]], np.minimum(cheapest[rows[got]], 0.0))
+    ni = b["gpus_inf"].stop - b["gpus_inf"].start
+    if rc.stop > rc.start and ni == rc.stop - rc.start:
+        # capacity row i holds gpus_inf column i with coefficient -tokens/s per GPU
+        gi = am.A[rc, b["gpus_inf"]].tocsc()
+        coef = np.asarray(gi.sum(axis=0)).ravel()
+        y[rc] = np.where(coef < 0, am.c[b["gpus_inf"]] / np.where(coef < 0, coef, -1.0), 0.0)
+    if rd.stop > rd.start:
+        sv = am.A[:, b["serve"]].tocoo()
+        in_d = (sv.row >= rd.start) & (sv.row < rd.stop)
+        in_c = (sv.row >= rc.start) & (sv.row < rc.stop)
+        eff = am.c[b["serve"]].copy()
+        np.add.at(eff, sv.col[in_c], -y[sv.row[in_c]])
+        way = am.c[b["unserved"]].copy()  # unserved column i sits on demand row i
+        np.minimum.at(way, sv.row[in_d] - rd.start, eff[sv.col[in_d]])
+        y[rd] = way
+    return safe_bound(am, y)
+
+
 KINDS = ("unplaced", "costly", "ondemand", "block")
 
 
@@ -956,8 +1052,14 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     am = build_arrays(inst, index, compact=True)
     log.build_s, log.size = am.build_s, am.shape
     lns = _Lns(inst, index, am, options.seed)
+    log.relaxed_bound = relaxed_bound(am)
     worker = _BoundWorker(am, deadline, options, mip_after=True)
-    worker.start()
+    if am.A.nnz <= LP_MAX_NONZEROS:
+        worker.start()
+    else:
+        # far beyond what the LP finishes on this machine class: the relaxed bound stands
+        log.lp_status = f"not run: {am.A.nnz:,} nonzeros > {LP_MAX_NONZEROS:,}"
+        worker.lp_done.set()
 
     def elapsed() -> float:
         return time.perf_counter() - t0
@@ -986,7 +1088,8 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     try_plan("greedy", greedy_schedule(inst, index, net=net))
     if lns.x is None:
         worker.stop()
-        worker.join()
+        if worker.is_alive():
+            worker.join()
         return Result(status=Status.NO_SOLUTION, solve_s=elapsed(), solver=f"HiGHS {_version()} (lns)",
                       options=_options_dict(options), message="no start plan for the neighbourhood search",
                       summary={"strategy": "lns", "stages": _log_dict(log)})
@@ -1036,8 +1139,10 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     log.iterations, log.lns_s, log.final_free_jobs = it, time.perf_counter() - t_lns, lns.size
 
     worker.stop()
-    worker.join(timeout=5.0)
-    log.lp_s, log.lp_status, log.lp_bound = worker.lp_s, worker.lp_status, worker.lp_bound
+    if worker.is_alive():
+        worker.join(timeout=5.0)
+    log.lp_s, log.lp_bound = worker.lp_s, worker.lp_bound
+    log.lp_status = worker.lp_status or log.lp_status
     log.mip_bound, log.mip_objective = worker.mip_bound, worker.mip_obj
 
     # the plan: the incumbent, or HiGHS's own if it found a cheaper one
@@ -1061,19 +1166,29 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
                       options=_options_dict(options), explanation=why, summary=summary,
                       message="no feasible plan within the limits" + (f": {'; '.join(why)}" if why else ""))
     cost, name, ev = best
-    bounds = [b for b in (log.lp_bound, log.mip_bound) if b is not None and math.isfinite(b)]
+    bounds = [b for b in (log.lp_bound, log.mip_bound, log.relaxed_bound) if b is not None and math.isfinite(b)]
     bound = min(max(bounds), cost) if bounds else None
     gap = max(0.0, (cost - bound) / max(abs(cost), 1e-9)) if bound is not None else None
     status = Status.OPTIMAL if gap is not None and gap <= options.mip_gap else Status.FEASIBLE
     msg = (f"plan from {'the neighbourhood search' if name == 'lns' else 'HiGHS'} "
            f"({log.iterations} sub-MIPs, {log.improvements} improvements, start: {log.start}); "
-           f"bound from the {'MIP' if bound is not None and bound == log.mip_bound else 'LP relaxation'}")
+           f"bound from the {_bound_source(bound, log)}")
     return Result(
         status=status, objective=cost, bound=bound, gap=gap, costs=dict(ev.costs),
         emissions_t=ev.emissions_t, build_s=log.build_s, solve_s=seconds,
         solver=f"HiGHS {_version()} (lns)", options=_options_dict(options), message=msg,
         frames=dict(ev.frames), summary=summary,
     )
+
+
+def _bound_source(bound: float | None, log: LnsLog) -> str:
+    if bound is None:
+        return "nothing"
+    if bound == log.mip_bound:
+        return "MIP"
+    if bound == log.lp_bound:
+        return "LP relaxation"
+    return "relaxation without capacity limits (the LP did not finish)"
 
 
 def _log_dict(log: LnsLog) -> dict:

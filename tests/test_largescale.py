@@ -3,6 +3,8 @@ reported objective: plans verify after export, sit between the bound and the gre
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,10 +12,12 @@ import allocator
 from allocator.generate import generate_instance
 from allocator.heuristics import greedy_result
 from allocator.indexing import build_index
-from allocator.largescale import build_arrays, safe_bound, to_highs
+from allocator.largescale import build_arrays, relaxed_bound, safe_bound, to_highs
 from allocator.options import SolveOptions
 from allocator.results import Status
 from allocator.verify import verify_schedule
+
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "instance.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +84,33 @@ def test_greedy_reports_the_objective_its_mode_returns(small, mode, tmp_path):
     assert res.objective == pytest.approx(want)
     violations = verify_schedule(small, res.export(tmp_path / mode))
     assert violations == [], "\n".join(map(str, violations))
+
+
+def test_relaxed_bound_needs_no_lp_and_stays_below_it(small):
+    # every job at its cheapest start and every token at its cheapest way, no capacity: a
+    # valid bound below the LP relaxation (and so below the optimum), above the bound of
+    # zero multipliers
+    for inst in (small, allocator.load_instance(DEMO)):
+        am = build_arrays(inst, build_index(inst))
+        h = to_highs(am, integer=False)
+        h.run()
+        lp = h.getInfo().objective_function_value
+        rb = relaxed_bound(am)
+        assert safe_bound(am, np.zeros(am.A.shape[0])) < rb <= lp + 1e-6 * abs(lp)
+
+
+def test_relaxed_bound_of_a_hand_worked_instance():
+    # two jobs, one site with energy at $100/MWh and 1 kW GPUs: j1 8 GPUs x 2 h = 16 kWh
+    # -> $1.60; j2 4 GPUs x 3 h = 12 kWh -> $1.20. No capacity row binds the relaxation, so
+    # the bound is $2.80 (GPUs cost nothing: reserved, lease price 0).
+    inst = allocator.instance_from_dict({
+        "name": "t", "horizon": {"start": "2026-01-01T00:00:00Z", "periods": 4},
+        "gpu_types": [{"id": "H100", "power_kw": 1.0}],
+        "sites": [{"id": "s", "provider": "p", "power_cap_mw": 1.0, "energy_price_usd_per_mwh": 100.0,
+                   "pools": [{"gpu_type": "H100", "available": 8, "reserved": 8,
+                              "reserved_price_usd_per_gpu_h": 0.0, "ondemand_price_usd_per_gpu_h": 9.0}]}],
+        "jobs": [{"id": "j1", "options": [{"gpu_type": "H100", "gpus": 8, "hours": 2}]},
+                 {"id": "j2", "options": [{"gpu_type": "H100", "gpus": 4, "hours": 3}]}],
+    })
+    am = build_arrays(inst, build_index(inst))
+    assert relaxed_bound(am) == pytest.approx(2.8)
