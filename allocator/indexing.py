@@ -22,7 +22,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from allocator.network import Network
+from allocator.network import Network, Route
 from allocator.schema import Instance, series_list
 
 EPS = 1e-9
@@ -204,8 +204,10 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
 
     def drop_stage(before: pd.DataFrame, after: pd.DataFrame, why) -> None:
         lost = set(before["j"]) - set(after["j"]) - set(unplaced)
-        for j in sorted(lost):
-            unplaced[j] = why(j, before[before["j"] == j])
+        if lost:  # rows per job grouped once, not one filter of the frame per lost job
+            rows = before.groupby("j", sort=False).indices
+            for j in sorted(lost):
+                unplaced[j] = why(j, before.iloc[rows[j]])
 
     # 1. pools of the option's GPU type
     cand = opts.merge(pools[["s", "g", "available", "mw_per_gpu", "zone"]], on="g", how="inner")
@@ -229,13 +231,19 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
     before, cand = cand, cand[cand["need_mw"] <= cand["s"].map(cap_max).astype(float) + EPS]
     drop_stage(before, cand, lambda j, b: f"its smallest gang needs {b['need_mw'].min():.1f} MW "
                f"but no allowed site has more than {float(b['s'].map(cap_max).max()):.1f} MW")
-    # 5. dataset route
+    # 5. dataset route (one route per (data source, site), not per candidate row)
     ds_egress, ds_links, ok = [], [], []
+    routes: dict[tuple[str, str], Route | None] = {}
     for j, s in zip(cand["j"], cand["s"], strict=True):
         job = jobs[j]
         if job.dataset_tb > 0 and job.dataset_source:
-            src = sources.get(job.dataset_source)
-            route = net.route(src.node_id, sites[s].node_id) if src is not None else None
+            key = (job.dataset_source, s)
+            if key in routes:
+                route = routes[key]
+            else:
+                src = sources.get(job.dataset_source)
+                route = routes[key] = net.route(src.node_id, sites[s].node_id) \
+                    if src is not None else None
             if route is None:
                 ok.append(False)
                 ds_egress.append(0.0)
@@ -254,35 +262,52 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
     drop_stage(before, cand, lambda j, b: f"no allowed site is connected to its data source "
                f"{jobs[j].dataset_source!r}")
 
-    # 6. expand over start periods (normal window, then hard-deadline overruns)
-    normal = _expand(cand, cand["release"].to_numpy(), (cand["hard_end"] - cand["d"]).to_numpy())
-    late_lo = np.maximum(cand["release"].to_numpy(), (cand["hard_end"] - cand["d"] + 1).to_numpy())
-    late = _expand(cand, late_lo, (T - cand["d"]).to_numpy())
-    normal = _power_window(normal, site_periods, T)
-    late = _power_window(late, site_periods, T)
-    if len(normal) or len(cand):
-        lost = set(cand["j"]) - set(normal["j"]) - set(unplaced)
+    # 6. expand over start periods (normal window, then hard-deadline overruns). A start is a
+    # (candidate row, t) pair held in numpy arrays until the end: a large instance has
+    # millions of starts, so every filter below is a mask and each frame is built once.
+    cand = cand.reset_index(drop=True)
+    # job code: position in inst.jobs (a repeated id maps to its last job, as the dicts do)
+    jid = {j.id: k for k, j in enumerate(inst.jobs)}
+    cj = np.fromiter((jid[j] for j in cand["j"]), dtype=np.int64, count=len(cand))
+    release = cand["release"].to_numpy(dtype=np.int64)
+    last = cand["hard_end"].to_numpy(dtype=np.int64) - cand["d"].to_numpy(dtype=np.int64)
+    n_rows, n_t = _expand(release, last)
+    l_rows, l_t = _expand(np.maximum(release, last + 1), T - cand["d"].to_numpy(dtype=np.int64))
+    fits = _power_window(cand, site_periods, (n_rows, n_t), (l_rows, l_t))
+    n_rows, n_t = n_rows[fits[0]], n_t[fits[0]]
+    l_rows, l_t = l_rows[fits[1]], l_t[fits[1]]
+    if len(n_rows) or len(cand):
+        placed = np.zeros(len(inst.jobs), dtype=bool)
+        placed[cj[n_rows]] = True
+        lost = {j for j in set(cand["j"]) if not placed[jid[j]]} - set(unplaced)
+        by_job = cand.groupby("j", sort=False).indices if lost else {}
         for j in sorted(lost):
             job = jobs[j]
-            b = cand[cand["j"] == j]
-            last = int((b["hard_end"] - b["d"]).max())
-            if last < job.release_period:
+            b = cand.iloc[by_job[j]]
+            last_start = int((b["hard_end"] - b["d"]).max())
+            if last_start < job.release_period:
                 unplaced[j] = (f"its shortest option lasts {int(b['d'].min())} periods but its window "
                                f"is periods {job.release_period}..{int(b['hard_end'].max())}")
             else:
                 unplaced[j] = ("in every start period of its window some period of the run has a "
                                "power ceiling below the gang's power")
     # 7. predecessors: a job cannot start before the earliest end of each predecessor
-    normal = _prune_by_predecessors(inst, normal, unplaced)
-    late = late[late["j"].isin(set(normal["j"])) | late["j"].isin(set(unplaced))]
+    d = cand["d"].to_numpy(dtype=np.int64)
+    keep = _prune_by_predecessors(inst, jid, cj[n_rows], n_t, n_t + d[n_rows], unplaced)
+    n_rows, n_t = n_rows[keep], n_t[keep]
+    alive = np.zeros(len(inst.jobs), dtype=bool)
+    alive[cj[n_rows]] = True
+    alive[[jid[j] for j in unplaced]] = True
+    deadline = _per_job(jid, {j.id: min(j.deadline_period or T, T) for j in inst.jobs}, np.int64)
+    l_job = cj[l_rows]
+    late_h = np.maximum(l_t + d[l_rows] - deadline[l_job], 0) * H
+    keep = alive[l_job] & (late_h > 0)
+    l_rows, l_t, late_h = l_rows[keep], l_t[keep], late_h[keep]
 
-    for frame in (normal, late):
-        _finish(frame, inst, jobs)
-    late["late_h"] = (late["end"] - late["j"].map(
-        {j.id: min(j.deadline_period or T, T) for j in inst.jobs}).astype(int)).clip(lower=0) * H
-    late = late[late["late_h"] > 0]
-    return normal[PLACEMENT_COLUMNS].reset_index(drop=True), \
-        late[PLACEMENT_COLUMNS].reset_index(drop=True), unplaced
+    cols = _candidate_columns(cand, cj, jid, inst, jobs)
+    normal = _finish(cols, n_rows, n_t, np.zeros(len(n_rows)), H)
+    late = _finish(cols, l_rows, l_t, late_h, H)
+    return normal, late, unplaced
 
 
 def _site_allowed(job, s: str, zone: str) -> bool:
@@ -300,103 +325,164 @@ def _allowed_text(job) -> str:
     return " / ".join(parts) or "sites"
 
 
-def _expand(cand: pd.DataFrame, lo: np.ndarray, hi: np.ndarray) -> pd.DataFrame:
-    """One row per start period t in lo..hi (inclusive) of each candidate row."""
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start periods t in lo..hi (inclusive) of each candidate row: (row positions, t)."""
     n = np.maximum(hi - lo + 1, 0).astype(np.int64)
-    rows = np.repeat(np.arange(len(cand)), n)
-    base = np.repeat(lo, n)
-    offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    out = cand.iloc[rows].reset_index(drop=True)
-    out["t"] = (base + offsets).astype(np.int64)
+    rows = np.repeat(np.arange(len(n)), n)
+    # t = lo + (position within the row's run) = position overall - (run start - lo)
+    t = np.arange(n.sum(), dtype=np.int64) - np.repeat(np.cumsum(n) - n - lo.astype(np.int64), n)
+    return rows, t
+
+
+def _power_window(cand: pd.DataFrame, site_periods: pd.DataFrame,
+                  *starts: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """Per (rows, t) pair of starts: whether the gang power fits the minimum ceiling over the
+    run's periods. The window minima of each (site, duration) are laid end to end in one array,
+    so a start's minimum is one lookup at its candidate's offset plus t."""
+    used = np.zeros(len(cand), dtype=bool)
+    for rows, _ in starts:
+        used[rows] = True
+    if not used.any():
+        return [np.ones(len(rows), dtype=bool) for rows, _ in starts]
+    caps = {s: g["power_cap_mw"].to_numpy(dtype=float) for s, g in site_periods.groupby("s", sort=False)}
+    s_list = cand["s"].tolist()
+    d_list = cand["d"].to_numpy(dtype=np.int64).tolist()
+    offset = np.zeros(len(cand), dtype=np.int64)
+    at: dict[tuple, int] = {}
+    windows: list[np.ndarray] = []
+    size = 0
+    for i in np.flatnonzero(used).tolist():
+        key = (s_list[i], d_list[i])
+        o = at.get(key)
+        if o is None:
+            w = _window_min(caps[key[0]], key[1])
+            o = at[key] = size
+            windows.append(w)
+            size += len(w)
+        offset[i] = o
+    wmin = np.concatenate(windows)
+    need = cand["need_mw"].to_numpy(dtype=float)
+    return [need[rows] <= wmin[offset[rows] + t] + EPS for rows, t in starts]
+
+
+def _per_job(jid: dict[str, int], values: dict[str, object], dtype) -> np.ndarray:
+    """``values`` (job id -> value) as an array indexed by job code (``jid``)."""
+    out = np.zeros(max(jid.values(), default=-1) + 1, dtype=dtype)
+    for j, v in values.items():
+        out[jid[j]] = v
     return out
 
 
-def _power_window(df: pd.DataFrame, site_periods: pd.DataFrame, T: int) -> pd.DataFrame:
-    """Keep starts whose gang power fits the minimum ceiling over the run's periods."""
-    if df.empty:
-        return df
-    caps = {s: g["power_cap_mw"].to_numpy(dtype=float) for s, g in site_periods.groupby("s", sort=False)}
-    s_arr = df["s"].to_numpy(dtype=object)
-    d_arr = df["d"].to_numpy(dtype=np.int64)
-    t_arr = df["t"].to_numpy(dtype=np.int64)
-    need = df["need_mw"].to_numpy(dtype=float)
-    wmin = np.empty(len(df))
-    cache: dict[tuple, np.ndarray] = {}
-    for i, (s, d, t) in enumerate(zip(s_arr.tolist(), d_arr.tolist(), t_arr.tolist(), strict=True)):
-        w = cache.get((s, d))
-        if w is None:
-            w = cache[s, d] = _window_min(caps[s], d)
-        wmin[i] = w[t]
-    keep = need <= wmin + EPS
-    if keep.all():
-        return df.reset_index(drop=True)
-    return df[keep].reset_index(drop=True)
-
-
-def _prune_by_predecessors(inst: Instance, df: pd.DataFrame, unplaced: dict[str, str]) -> pd.DataFrame:
-    """Drop starts before the earliest possible end of a predecessor (forward propagation)."""
+def _prune_by_predecessors(inst: Instance, jid: dict[str, int], code: np.ndarray, t: np.ndarray,
+                           end: np.ndarray, unplaced: dict[str, str]) -> np.ndarray:
+    """Starts to keep: none before the earliest possible end of a predecessor (forward
+    propagation). ``code`` is each start's job code (``jid``); a job's starts are grouped once."""
+    keep = np.ones(len(code), dtype=bool)
     preds = {j.id: [p for p in j.predecessors if p != j.id] for j in inst.jobs}
-    if not any(preds.values()) or df.empty:
-        return df
+    if not any(preds.values()) or not len(code):
+        return keep
     g = nx.DiGraph()
     g.add_nodes_from(preds)
     g.add_edges_from((p, j) for j, ps in preds.items() for p in ps if p in preds)
     try:
         order = list(nx.topological_sort(g))
     except nx.NetworkXUnfeasible:
-        return df  # a cycle: reported by validation, the model's rows make it infeasible
-    end = df["t"] + df["d"]
-    earliest_end = end.groupby(df["j"]).min().to_dict()
-    keep = np.ones(len(df), dtype=bool)
+        return keep  # a cycle: reported by validation, the model's rows make it infeasible
+    n = len(inst.jobs)
+    by_job = np.argsort(code, kind="stable")
+    count = np.bincount(code, minlength=n)
+    first = np.cumsum(count) - count
+    has = count > 0  # the job has a start left: its earliest end is known
+    earliest_end = np.zeros(n, dtype=np.int64)
+    earliest_end[has] = np.minimum.reduceat(end[by_job], first[has])
     for j in order:
         ps = [p for p in preds[j] if p in preds]
         if not ps:
             continue
-        rows = np.flatnonzero((df["j"] == j).to_numpy() & keep)
+        k = jid[j]
+        rows = by_job[first[k]:first[k] + count[k]]
+        rows = rows[keep[rows]]
         if not len(rows):
             continue
-        if any(p not in earliest_end for p in ps):
-            missing = [p for p in ps if p not in earliest_end]
+        missing = [p for p in ps if not has[jid[p]]]
+        if missing:
             keep[rows] = False
             unplaced.setdefault(j, f"its predecessor {missing[0]} cannot be placed")
-            earliest_end.pop(j, None)
+            has[k] = False
             continue
-        need = max(earliest_end[p] for p in ps)
-        ok = df["t"].to_numpy()[rows] >= need
+        need = int(max(earliest_end[jid[p]] for p in ps))
+        ok = t[rows] >= need
         keep[rows[~ok]] = False
         if ok.any():
-            earliest_end[j] = int(end.to_numpy()[rows[ok]].min())
+            earliest_end[k] = int(end[rows[ok]].min())
         else:
-            earliest_end.pop(j, None)
+            has[k] = False
             unplaced.setdefault(j, f"it cannot start and end in its window after its predecessors "
                                    f"(earliest predecessor end: period {need})")
-    return df[keep].reset_index(drop=True)
+    return keep
 
 
-def _finish(df: pd.DataFrame, inst: Instance, jobs: dict) -> None:
-    """Per-row coefficients: end, tardiness, site extra, staging bandwidth (plain numpy: the
-    frame is often tiny and pandas' per-column overhead dominated small solves)."""
+def _candidate_columns(cand: pd.DataFrame, cj: np.ndarray, jid: dict[str, int], inst: Instance,
+                       jobs: dict) -> dict[str, np.ndarray]:
+    """Per candidate row (job, option, site): the values its starts copy, and the soft deadline
+    and tardiness rate their tardiness is computed from. Looked up once per candidate, then
+    gathered per start by ``_finish``."""
     H, T = inst.horizon.period_hours, inst.horizon.periods
-    j_arr = df["j"].tolist()
-    t = df["t"].to_numpy(dtype=np.int64)
-    d = df["d"].to_numpy(dtype=np.int64)
+    soft = _per_job(jid, {j.id: (j.deadline_period if j.deadline == "soft" else T + 1)
+                          for j in inst.jobs}, np.int64)
+    rate = _per_job(jid, {j.id: j.tardiness_usd_per_h if j.deadline == "soft" else 0.0
+                          for j in inst.jobs}, float)
+    tbs = _per_job(jid, {j.id: j.dataset_tb if j.dataset_source else 0.0 for j in inst.jobs}, float)
+    d = cand["d"].to_numpy(dtype=np.int64)
+    return {
+        "j": cand["j"].to_numpy(dtype=object),
+        "o": cand["o"].to_numpy(dtype=np.int64),
+        "s": cand["s"].to_numpy(dtype=object),
+        "g": cand["g"].to_numpy(dtype=object),
+        "d": d,
+        "gpus": cand["gpus"].to_numpy(dtype=np.int64),
+        "need_mw": cand["need_mw"].to_numpy(dtype=float),
+        "site_extra_usd": np.array(
+            [float(jobs[j].site_cost_usd.get(s, 0.0))
+             for j, s in zip(cand["j"].tolist(), cand["s"].tolist(), strict=True)], dtype=float),
+        "egress_usd": cand["egress_usd"].to_numpy(dtype=float),
+        "staging_gbps": tbs[cj] * GBIT_PER_TB / (d.astype(float) * H * 3600.0),
+        "links": cand["links"].to_numpy(dtype=object),
+        "soft_deadline": soft[cj],
+        "tardiness_usd_per_h": rate[cj],
+    }
+
+
+def _finish(cols: dict[str, np.ndarray], rows: np.ndarray, t: np.ndarray, late_h: np.ndarray,
+            H: float) -> pd.DataFrame:
+    """The placement frame of starts (candidate ``rows``, start periods ``t``): the candidate's
+    columns (``_candidate_columns``) gathered per start, plus end and tardiness. Built in one
+    go from numpy arrays; ids and link tuples stay object columns."""
+    d = cols["d"][rows]
     end = t + d
-    soft = {j.id: (j.deadline_period if j.deadline == "soft" else T + 1) for j in inst.jobs}
-    rate = {j.id: j.tardiness_usd_per_h if j.deadline == "soft" else 0.0 for j in inst.jobs}
-    tbs = {j.id: j.dataset_tb if j.dataset_source else 0.0 for j in inst.jobs}
-    deadline = np.array([soft[j] for j in j_arr], dtype=np.int64)
-    tard_h = np.maximum(end - deadline, 0).astype(float) * H
-    df["end"] = end
-    df["tardiness_h"] = tard_h
-    df["tardiness_usd"] = tard_h * np.array([rate[j] for j in j_arr], dtype=float)
-    df["site_extra_usd"] = np.array([float(jobs[j].site_cost_usd.get(s, 0.0))
-                                     for j, s in zip(j_arr, df["s"].tolist(), strict=True)], dtype=float)
-    tb = np.array([tbs[j] for j in j_arr], dtype=float)
-    df["staging_gbps"] = tb * GBIT_PER_TB / (d.astype(float) * H * 3600.0)
-    df["late_h"] = np.zeros(len(df))
-    df["gpus"] = df["gpus"].to_numpy(dtype=np.int64)
-    df["o"] = df["o"].to_numpy(dtype=np.int64)
-    df["d"] = d
+    tard_h = np.maximum(end - cols["soft_deadline"][rows], 0).astype(float) * H
+
+    def text(col: str) -> pd.Series:
+        return pd.Series(cols[col][rows], dtype=object, copy=False)
+
+    return pd.DataFrame({
+        "j": text("j"),
+        "o": cols["o"][rows],
+        "s": text("s"),
+        "g": text("g"),
+        "t": t,
+        "d": d,
+        "end": end,
+        "gpus": cols["gpus"][rows],
+        "need_mw": cols["need_mw"][rows],
+        "site_extra_usd": cols["site_extra_usd"][rows],
+        "tardiness_h": tard_h,
+        "tardiness_usd": tard_h * cols["tardiness_usd_per_h"][rows],
+        "egress_usd": cols["egress_usd"][rows],
+        "staging_gbps": cols["staging_gbps"][rows],
+        "links": text("links"),
+        "late_h": late_h.astype(float, copy=False),
+    }, columns=PLACEMENT_COLUMNS, copy=False)
 
 
 # --------------------------------------------------------------------------- inference
