@@ -67,7 +67,7 @@ def solve(
     with clock("index_s"):
         net = Network(inst)
         index = build_index(inst, net)
-        size = estimate_size(index)
+        size = estimate_size(index, compact=opts.strategy == "lns")
     _check_size(size, opts, inst)
 
     base = _base_summary(inst, opts, warnings, size)

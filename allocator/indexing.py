@@ -592,18 +592,22 @@ BYTES_PER_VARIABLE = 600
 BYTES_PER_CONSTRAINT = 500
 
 
-def estimate_size(index: Index) -> dict[str, int]:
+def estimate_size(index: Index, *, compact: bool = False) -> dict[str, int]:
     """Cheap size estimate of the model ``build_model`` would make (before building it).
 
     A start variable appears in its assignment row, the objective, and per running period in
     the GPU row, the on-demand row, the power row and each bandwidth row of its staging route;
     a serve variable in its demand row, its capacity row, the redundancy rows and its links.
+    ``compact`` estimates the running-total arrays of the lns strategy instead
+    (allocator.largescale): a start appears only where it begins and ends, in the GPU total of
+    its pool and the staging total of each link, and each pool-period has a running total
+    (in its definition rows and the GPU, on-demand and power rows).
     """
     p = index.placements
     n_start = len(p)
     d = p["d"].to_numpy(dtype=np.int64) if n_start else np.zeros(0, dtype=np.int64)
     nlinks = p["links"].map(len).to_numpy() if n_start else np.zeros(0)
-    start_nz = int((2 + d * (3 + nlinks)).sum())
+    start_nz = int((2 + d * (3 + nlinks)).sum()) if not compact else int((4 + 2 * nlinks).sum())
     prec_nz = 0
     if index.precedences and n_start:
         starts_per_job = p.groupby("j").size().to_dict()
@@ -623,7 +627,7 @@ def estimate_size(index: Index) -> dict[str, int]:
     constraints = (len(index.jobs) + len(index.demands) + n_inf + 2 * pools_t
                    + len(index.site_periods) + len(index.links) * index.periods)
     nonzeros = start_nz + prec_nz + 3 * n_serve + int(serve_links) + 4 * n_inf + red_nz \
-        + len(index.demands) + 2 * pools_t
+        + len(index.demands) + (7 if compact else 2) * pools_t
     nbytes = nonzeros * BYTES_PER_NONZERO + variables * BYTES_PER_VARIABLE \
         + constraints * BYTES_PER_CONSTRAINT
     return {"variables": int(variables), "constraints": int(constraints),
