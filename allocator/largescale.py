@@ -616,6 +616,9 @@ class LnsLog:
 # by interior point on one core of the 2-core machine class, and XL (14.8M) would not finish
 # within its 10-minute budget while holding several GB; relaxed_bound stands in
 LP_MAX_NONZEROS = 5_000_000
+# up to this many nonzeros the search waits (at most 15% of the limit) for the LP and its
+# rounding before it starts: generated M (about 120k) solves its LP in a few seconds
+LP_WAIT_NONZEROS = 250_000
 
 # penalty per mandatory job left unplaced in the neighbourhood search's incumbent: far above
 # any job's cost, so a sub-MIP places such a job whenever it can
@@ -1079,8 +1082,11 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
             log.start, log.start_cost = name, obj
             log.history.append((round(elapsed(), 2), obj))
 
-    # the LP first while it is quick (small instances); otherwise it runs beside the search
-    worker.lp_done.wait(timeout=max(0.0, min(0.15 * limit, 20.0)))
+    # the LP first while it is quick (small instances: its rounding is the better start);
+    # otherwise it runs beside the search, which starts at once from the greedy plan (on L,
+    # 884k nonzeros, the LP takes about 60 s: waiting for it idled the search for 18 s)
+    if am.A.nnz <= LP_WAIT_NONZEROS:
+        worker.lp_done.wait(timeout=max(0.0, min(0.15 * limit, 20.0)))
     rounded = False
     if worker.lp_done.is_set() and worker.prefer is not None:
         try_plan("rounding", greedy_schedule(inst, index, net=net, prefer=worker.prefer))
