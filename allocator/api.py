@@ -67,6 +67,7 @@ def solve(
     with clock("index_s"):
         net = Network(inst)
         index = build_index(inst, net)
+        opts = _resolve_strategy(opts, index)
         size = estimate_size(index, compact=opts.strategy == "lns")
     _check_size(size, opts, inst)
 
@@ -254,8 +255,8 @@ def _options(options: SolveOptions | None, overrides: dict[str, Any]) -> SolveOp
         bad("lex_tolerance", f"lex_tolerance = {opts.lex_tolerance} is negative", "use e.g. 1e-6")
     if opts.heuristic not in (None, "greedy"):
         bad("heuristic", f"heuristic {opts.heuristic!r} is unknown", "use greedy or leave it unset")
-    if opts.strategy not in ("mip", "lns"):
-        bad("strategy", f"strategy {opts.strategy!r} is unknown", "use mip or lns")
+    if opts.strategy not in ("auto", "mip", "lns"):
+        bad("strategy", f"strategy {opts.strategy!r} is unknown", "use auto, mip or lns")
     elif opts.strategy == "lns" and opts.objective != "cost":
         bad("strategy", f"strategy lns optimises cost only, not objective {opts.objective!r}",
             "use objective cost with strategy lns, or strategy mip")
@@ -285,6 +286,19 @@ def _validate(inst: Instance, source: str) -> list[Problem]:
     except ModuleNotFoundError:
         return []
     return list(validate.check(inst, source=source))
+
+
+def _resolve_strategy(opts: SolveOptions, index) -> SolveOptions:
+    """Strategy "auto" made concrete: lns for the cost objective (MIP, not the greedy
+    planner alone) once the compact model reaches AUTO_LNS_NONZEROS, else mip."""
+    if opts.strategy != "auto":
+        return opts
+    from allocator.indexing import estimate_size
+    from allocator.options import AUTO_LNS_NONZEROS
+
+    large = estimate_size(index, compact=True)["nonzeros"] >= AUTO_LNS_NONZEROS
+    use_lns = large and opts.objective == "cost" and opts.heuristic is None
+    return opts.with_(strategy="lns" if use_lns else "mip")
 
 
 def _check_size(size: dict[str, int], opts: SolveOptions, inst: Instance) -> None:

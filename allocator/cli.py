@@ -319,9 +319,10 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
               "bandwidth capacity (duals table).")
 @click.option("--heuristic", type=click.Choice(["greedy"]), default=None,
               help="Use the greedy planner alone (no MIP; status feasible, no bound).")
-@click.option("--strategy", type=click.Choice(["mip", "lns"]), default="mip", show_default=True,
+@click.option("--strategy", type=click.Choice(["auto", "mip", "lns"]), default="auto", show_default=True,
               help="mip: HiGHS on the whole model; lns: LP bound and neighbourhood search "
-              "for large instances (cost objective).")
+              "for large instances (cost objective); auto: lns for large cost-objective "
+              "instances, mip otherwise.")
 @click.option("--no-warm-start", "no_warm_start", is_flag=True,
               help="Do not fall back on the greedy plan when a limit stops HiGHS.")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")

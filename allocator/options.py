@@ -8,6 +8,11 @@ from typing import Literal
 Objective = Literal["cost", "carbon", "carbon-then-cost", "cost-then-carbon"]
 OBJECTIVES: tuple[str, ...] = ("cost", "carbon", "carbon-then-cost", "cost-then-carbon")
 
+#: strategy "auto" picks lns from this estimated size of the compact model (nonzeros) up.
+#: Measured (docs/performance.md): generated M (~130k) is solved better by HiGHS on the whole
+#: model; at L (~0.9M) HiGHS finds no schedule in 120 s and lns does.
+AUTO_LNS_NONZEROS = 500_000
+
 
 @dataclass(frozen=True)
 class SolveOptions:
@@ -25,8 +30,11 @@ class SolveOptions:
     explain        on infeasibility, re-solve with penalised slack and explain
     disabled_families  constraint families switched off by name (see formulation.FAMILIES)
     max_nonzeros   refuse to build a model estimated above this many nonzeros
-    strategy       "mip" (HiGHS on the whole model) or "lns" (large instances: LP bound plus
-                   fix-and-optimise on the compact arrays, allocator.largescale; cost only)
+    strategy       "mip" (HiGHS on the whole model), "lns" (large instances: LP bound plus
+                   fix-and-optimise on the compact arrays, allocator.largescale; cost only) or
+                   "auto": lns for the cost objective when the compact model is estimated at
+                   AUTO_LNS_NONZEROS or more, mip otherwise (the result's options record
+                   which one ran)
     """
 
     time_limit_s: float | None = None
@@ -42,7 +50,7 @@ class SolveOptions:
     disabled_families: tuple[str, ...] = field(default_factory=tuple)
     max_nonzeros: int = 60_000_000
     verbose: bool = False
-    strategy: Literal["mip", "lns"] = "mip"
+    strategy: Literal["auto", "mip", "lns"] = "auto"
 
     def with_(self, **changes) -> SolveOptions:
         return replace(self, **changes)

@@ -13,6 +13,7 @@ The only cost left is ``site_extra`` = sum c_ij x_ij, so allocator's objective i
 Every assignment is re-checked here from the raw matrices (each job once, capacities, cost).
 
     python benchmarks/gap.py --set orlib|yagiura|all [--only NAME ...] --time-limit S --out DIR
+                             [--strategy mip|lns] [--engine allocator|direct] [--threads N]
 
 writes DIR/results.csv (instance, objective, bound, gap, status, seconds, known) and
 DIR/assignments/<instance>.csv (job, site), ids j1..jn and a1..am in file order. Names are
@@ -241,15 +242,18 @@ class Outcome:
     agent_of_job: np.ndarray
 
 
-def solve_allocator(p: GapProblem, time_limit: float, threads: int | None) -> Outcome:
-    """Through allocator's own instance format and allocator.solve."""
+def solve_allocator(p: GapProblem, time_limit: float, threads: int | None,
+                    strategy: str = "mip") -> Outcome:
+    """Through allocator's own instance format and allocator.solve (``strategy`` mip: HiGHS on
+    the whole model; lns: the neighbourhood search with HiGHS's MIP on the second core)."""
     from allocator.api import solve
     from allocator.options import SolveOptions
 
     t0 = time.perf_counter()
     inst = to_instance(p)
     # costs are integers: a relative gap of 1e-7 proves optimality up to 1e7 in cost
-    opts = SolveOptions(time_limit_s=time_limit, mip_gap=1e-7, threads=threads, explain=False)
+    opts = SolveOptions(time_limit_s=time_limit, mip_gap=1e-7, threads=threads, explain=False,
+                        strategy=strategy)
     res = solve(inst, opts)
     seconds = time.perf_counter() - t0
     agent = np.full(p.n, -1, dtype=np.int64)
@@ -267,7 +271,7 @@ def solve_allocator(p: GapProblem, time_limit: float, threads: int | None) -> Ou
     )
 
 
-def solve_direct(p: GapProblem, time_limit: float, threads: int | None) -> Outcome:
+def solve_direct(p: GapProblem, time_limit: float, threads: int | None, strategy: str = "mip") -> Outcome:
     """The same problem as a plain highspy model (columns x_ij agent-major)."""
     import highspy
 
@@ -336,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gap")
     ap.add_argument("--engine", choices=["allocator", "direct"], default="allocator")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--strategy", choices=["mip", "lns"], default="mip",
+                    help="allocator engine: HiGHS on the whole model, or the neighbourhood search")
     ap.add_argument("--data", type=Path, default=None, help="GAP data folder")
     args = ap.parse_args(argv)
 
@@ -359,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'instance':<10} {'m':>3} {'n':>5} {'objective':>10} {'bound':>10} {'gap%':>7} "
           f"{'known':>8} {'vs known%':>9} {'status':<9} {'s':>7}  check")
     for p in probs:
-        o = solve(p, args.time_limit, args.threads)
+        o = solve(p, args.time_limit, args.threads, args.strategy)
         kv = known.get(p.name, {}).get("value", math.nan)
         cost, errors = check_assignment(p, o.agent_of_job)
         if not math.isnan(o.objective) and abs(cost - o.objective) > 1e-6 * max(1.0, abs(cost)):

@@ -114,3 +114,19 @@ def test_relaxed_bound_of_a_hand_worked_instance():
     })
     am = build_arrays(inst, build_index(inst))
     assert relaxed_bound(am) == pytest.approx(2.8)
+
+
+def test_auto_strategy_picks_lns_for_large_cost_instances_only(small):
+    from allocator.api import _resolve_strategy
+    from allocator.generate import SIZES
+
+    large = generate_instance(**SIZES["L"], seed=0)
+    index = build_index(large)
+    assert _resolve_strategy(SolveOptions(), index).strategy == "lns"
+    assert _resolve_strategy(SolveOptions(objective="carbon"), index).strategy == "mip"
+    assert _resolve_strategy(SolveOptions(heuristic="greedy"), index).strategy == "mip"
+    assert _resolve_strategy(SolveOptions(strategy="mip"), index).strategy == "mip"
+    assert _resolve_strategy(SolveOptions(), build_index(small)).strategy == "mip"
+    # the record says which one ran
+    res = allocator.solve(allocator.load_instance(DEMO), SolveOptions(time_limit_s=60, explain=False))
+    assert res.options["strategy"] == "mip"
