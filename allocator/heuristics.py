@@ -502,7 +502,7 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
         index = build_index(inst, net or Network(inst))
     first: frozenset[str] = frozenset()
     rows = _job_rows(index, _state(inst, index))
-    for _attempt in range(4):
+    for _attempt in range(8):
         # a required job left out is moved to the front and the plan made again
         st = _state(inst, index)
         order, required = _job_order(inst, index, first)

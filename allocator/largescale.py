@@ -620,6 +620,9 @@ LP_MAX_NONZEROS = 5_000_000
 # rounding before it starts: generated M (about 120k) solves its LP in a few seconds
 LP_WAIT_NONZEROS = 250_000
 
+# most jobs a neighbourhood frees
+MAX_FREE_JOBS = 200
+
 # penalty per mandatory job left unplaced in the neighbourhood search's incumbent: far above
 # any job's cost, so a sub-MIP places such a job whenever it can
 UNPLACED_PENALTY = 1e8
@@ -704,6 +707,7 @@ class _Lns:
         self.tabu = np.zeros(J, dtype=np.int64)  # unplaced seed tried: not again before then
         self.clock = 0
         self.last_seed = -1
+        self.truncated = False  # the last neighbourhood was cut down to ``size`` jobs
 
     # ---------------------------------------------------------------- sub-models
 
@@ -830,6 +834,7 @@ class _Lns:
         pool = np.flatnonzero(overlap | eligible_unplaced)
         pool = pool[pool != seed] if seed is not None else pool
         k = self.size - (1 if seed is not None else 0)
+        self.truncated = len(pool) > k
         if len(pool) > k:
             # unplaced mandatory jobs always, the rest at random
             must = pool[(placed[pool] < 0) & self.mandatory[pool]][:k]
@@ -1119,7 +1124,10 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
             continue
         jobs, sites, ta, tb = nb
         free = lns.free_mask(jobs, sites, ta, tb)
-        tl = min(sub_limit, deadline - time.perf_counter() - 0.3)
+        # repairing a mandatory job left out is worth a longer sub-MIP: its penalty dwarfs
+        # every other improvement
+        repair = kind == "unplaced" and lns.last_seed >= 0 and lns.mandatory[lns.last_seed]
+        tl = min(sub_limit * (3 if repair else 1), deadline - time.perf_counter() - 0.3)
         if tl < 0.2:
             break
         status, obj, vals, secs = lns.solve_sub(free, tl, options.seed + it, options.mip_gap)
@@ -1137,9 +1145,11 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
             if kind == "unplaced" and lns.last_seed >= 0:
                 lns.tabu[lns.last_seed] = it + 10
         lns.clock = it
-        # adapt the neighbourhood's size to what HiGHS proves within the limit
-        if status == "Optimal" and secs < 0.5 * sub_limit:
-            lns.size = min(len(lns.job_ids), max(lns.size + 1, int(lns.size * 1.2)))
+        # adapt the neighbourhood's size to what HiGHS proves within the limit; it grows only
+        # when the size was what cut the neighbourhood (on XL a small "ondemand" neighbourhood
+        # proved quickly again and again, and the size ran up to 2,317 jobs)
+        if status == "Optimal" and secs < 0.5 * sub_limit and lns.truncated:
+            lns.size = min(len(lns.job_ids), MAX_FREE_JOBS, max(lns.size + 1, int(lns.size * 1.2)))
         elif status != "Optimal":
             lns.size = max(8, int(lns.size * 0.85))
     log.iterations, log.lns_s, log.final_free_jobs = it, time.perf_counter() - t_lns, lns.size
