@@ -283,7 +283,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
                  np.concatenate([np.ones(NS), -tps]), -INF, 0.0)
         red = set(index.redundant_services)
         if red:
-            _redundancy_rows(rows, serve, spr, tps, red, o_serve, o_inf)
+            _redundancy_rows(rows, dem, spr, tps, red, o_uns, o_inf)
 
     # ---- capacity and power
     gp_index = np.full((K, T), -1, dtype=np.int64)
@@ -349,7 +349,10 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
     labels = index.links["l"].tolist()
     lpos = {lab: i for i, lab in enumerate(labels)}
     L = len(labels)
-    tr_r, tr_c, tr_v = [], [], []  # (link * T + t) keyed terms
+    # (link * T + t) keyed terms, their column's upper bound, and a group id: the terms of one
+    # group (a job's starts, a (service, region)'s serve columns) can be nonzero only one at a
+    # time per period, so a row's largest traffic counts each group once, as the formulation does
+    tr_r, tr_c, tr_v, tr_u, tr_g = [], [], [], [], []
     gbps = p["staging_gbps"].to_numpy(dtype=float) if P else np.zeros(0)
     has = np.flatnonzero(gbps > 0)
     if len(has):
@@ -389,11 +392,15 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
             tr_r.append(bl * T + bt)
             tr_c.append(w0 + np.arange(NB))
             tr_v.append(np.ones(NB))
+            tr_u.append(bw[bl])
+            tr_g.append(-1 - np.arange(NB))
         elif len(x_arr):
             rr, rt = _running(pt[x_arr], pd_[x_arr])
             tr_r.append(li_arr[rr] * T + rt)
             tr_c.append(start_cols[x_arr[rr]])
             tr_v.append(gbps[x_arr[rr]])
+            tr_u.append(np.ones(len(rr)))
+            tr_g.append(pj[x_arr[rr]])
     if NS:
         links_f = f["links"].to_numpy()
         gpt = f["gbps_per_token_per_s"].to_numpy(dtype=float)
@@ -411,11 +418,24 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
             tr_r.append(li_arr * T + st_[x_arr])
             tr_c.append(o_serve + x_arr)
             tr_v.append(gpt[x_arr])
+            tr_u.append(_serve_upper(serve, dem)[x_arr])
+            vr = _codes(list(zip(serve["v"], serve["r"], strict=True)),
+                        sorted(set(zip(serve["v"], serve["r"], strict=True)), key=str))
+            tr_g.append(len(job_ids) + vr[x_arr])
     if tr_r:
         keys = np.concatenate(tr_r)
         uk, inv = np.unique(keys, return_inverse=True)
-        rows.add("network_bandwidth", len(uk), inv, np.concatenate(tr_c), np.concatenate(tr_v), -INF,
-                 bw[uk // T])
+        vals = np.concatenate(tr_v)
+        # a row whose traffic at every column's upper bound stays within the bandwidth
+        # cannot bind and is left out, as in the formulation
+        top_gbps = (pd.DataFrame({"r": inv, "g": np.concatenate(tr_g), "x": vals * np.concatenate(tr_u)})
+                    .groupby(["r", "g"], sort=False)["x"].max().groupby(level=0).sum()
+                    .reindex(np.arange(len(uk)), fill_value=0.0).to_numpy())
+        binds = top_gbps > bw[uk // T] + 1e-9
+        rpos = np.cumsum(binds) - 1
+        sel = binds[inv]
+        rows.add("network_bandwidth", int(binds.sum()), rpos[inv[sel]], np.concatenate(tr_c)[sel],
+                 vals[sel], -INF, bw[uk[binds] // T])
 
     # ---- budget: lease + energy + egress + site extra <= budget
     offset = float((reserved * pools["reserved_price_usd_per_gpu_h"].to_numpy(dtype=float)).sum()) * H * T
@@ -477,8 +497,10 @@ def _prefix_pairs(values: np.ndarray, points: np.ndarray, side: str) -> tuple[np
     return rows, elems
 
 
-def _redundancy_rows(rows: _Rows, serve, spr, tps, red, o_serve, o_inf) -> None:
-    """inference_redundancy[v,s,t]: capacity of v at sites other than s >= all v serves at t."""
+def _redundancy_rows(rows: _Rows, dem, spr, tps, red, o_uns, o_inf) -> None:
+    """inference_redundancy[v,s,t]: capacity of v at sites other than s >= all v serves at t,
+    written as the formulation does, with what v serves = its demand - its unserved tokens:
+    sum_{other sites} tps * gpus_inf + sum_r unserved[v,r,t] >= sum_r demand[v,r,t]."""
     sv = spr["v"].to_numpy()
     mask = np.isin(sv, list(red))
     r_list, c_list, v_list = [], [], []
@@ -487,24 +509,27 @@ def _redundancy_rows(rows: _Rows, serve, spr, tps, red, o_serve, o_inf) -> None:
     grp: dict[tuple, list[int]] = {}
     for i in spr_idx:
         grp.setdefault((sv[i], int(spr["t"].iat[i])), []).append(i)
-    served: dict[tuple, list[int]] = {}
-    if len(serve):
-        for i, (v, t) in enumerate(zip(serve["v"], serve["t"], strict=True)):
-            if v in red:
-                served.setdefault((v, int(t)), []).append(i)
+    unserved: dict[tuple, list[int]] = {}
+    demand: dict[tuple, float] = {}
+    for i, (v, t, x) in enumerate(zip(dem["v"], dem["t"], dem["demand"], strict=True)):
+        if v in red:
+            unserved.setdefault((v, int(t)), []).append(i)
+            demand[v, int(t)] = demand.get((v, int(t)), 0.0) + float(x)
     ssite = spr["s"].to_numpy()
+    lo: list[float] = []
     for key in sorted(grp, key=lambda k: (str(k[0]), k[1])):
         members = np.asarray(grp[key])
-        srv = np.asarray(served.get(key, []), dtype=np.int64)
+        uns = np.asarray(unserved.get(key, []), dtype=np.int64)
         for lost in sorted(set(ssite[members])):
             other = members[ssite[members] != lost]
-            r_list.append(np.full(len(other) + len(srv), nrow))
-            c_list.append(np.concatenate([o_inf + other, o_serve + srv]))
-            v_list.append(np.concatenate([tps[other], -np.ones(len(srv))]))
+            r_list.append(np.full(len(other) + len(uns), nrow))
+            c_list.append(np.concatenate([o_inf + other, o_uns + uns]))
+            v_list.append(np.concatenate([tps[other], np.ones(len(uns))]))
+            lo.append(demand.get(key, 0.0))
             nrow += 1
     if nrow:
         rows.add("inference_redundancy", nrow, np.concatenate(r_list), np.concatenate(c_list),
-                 np.concatenate(v_list), 0.0, INF)
+                 np.concatenate(v_list), np.asarray(lo), INF)
 
 
 # --------------------------------------------------------------------------- HiGHS

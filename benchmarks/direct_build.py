@@ -1,6 +1,6 @@
 """The yardstick: build allocator's model directly as numpy/scipy arrays and hand it to HiGHS.
 
-Times ``allocator.largescale.build_arrays(compact=False)`` (the same rows and columns as the
+Times ``allocator.largescale.build_arrays(compact=False)`` (the rows and columns of the
 Pyomo formulation) plus ``Highs.passModel``, with no Pyomo involved; the Pyomo route
 (build_model + compile + passModel) is held to at most 10x this. Also reports the compact
 running-total form that the lns strategy solves.
