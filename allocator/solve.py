@@ -222,8 +222,11 @@ def _compile(model: pyo.ConcreteModel, objectives: list[ObjectiveData]) -> _Comp
         o.deactivate()
     for o in objectives:
         o.activate()
+    from allocator.formulation.common import gc_paused
+
     try:
-        info = LinearStandardFormCompiler().write(model, mixed_form=True)
+        with gc_paused():  # the compiler too makes an object per nonzero
+            info = LinearStandardFormCompiler().write(model, mixed_form=True)
     finally:
         for o in model.component_data_objects(pyo.Objective):
             o.activate() if was_active[id(o)] else o.deactivate()

@@ -14,6 +14,7 @@ import pyomo.environ as pyo
 
 from allocator.formulation.budget import add_budget
 from allocator.formulation.capacity import add_capacity
+from allocator.formulation.common import gc_paused
 from allocator.formulation.explain import explain_slacks
 from allocator.formulation.inference import add_inference
 from allocator.formulation.network import add_network
@@ -56,10 +57,11 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
     model._unplaced_reasons = dict(index.unplaced)
     model._inst = inst
     model._index = index
-    for name, add in FAMILIES:
-        if name in options.disabled_families:
-            continue
-        add(model, inst, index, options)
+    with gc_paused():
+        for name, add in FAMILIES:
+            if name in options.disabled_families:
+                continue
+            add(model, inst, index, options)
     return model
 
 
