@@ -633,6 +633,7 @@ class LnsLog:
     mip_bound: float | None = None
     mip_objective: float | None = None
     relaxed_bound: float | None = None
+    second_search_from: float | None = None  # seconds: when the second search thread began
     history: list[tuple[float, float]] = field(default_factory=list)  # (seconds, incumbent)
     size: dict[str, int] = field(default_factory=dict)
 
@@ -737,14 +738,14 @@ class _Lns:
     # ---------------------------------------------------------------- sub-models
 
     def solve_sub(self, free: np.ndarray, time_limit: float, seed: int, mip_gap: float,
-                  integer: bool = True, start: bool = True):
-        """Solve the model with every column outside ``free`` fixed at the incumbent.
-        Returns (model status name, objective or None, column values of ``free`` or None,
-        seconds)."""
+                  integer: bool = True, start: bool = True, x: np.ndarray | None = None):
+        """Solve the model with every column outside ``free`` fixed at ``x`` (default: the
+        incumbent). Returns (model status name, objective or None, column values of ``free``
+        or None, seconds)."""
         hs = _hs()
         t0 = time.perf_counter()
         cols = np.flatnonzero(free)
-        x = self.x
+        x = self.x if x is None else x
         fixed_x = np.where(free, 0.0, x)
         shift = self.A @ fixed_x
         As = self.A[:, cols]
@@ -775,6 +776,31 @@ class _Lns:
             vals = np.asarray(h.getSolution().col_value, dtype=float)
             obj = float(info.objective_function_value)
         return h.modelStatusToString(status), obj, vals, time.perf_counter() - t0
+
+    def adopt_from(self, base: np.ndarray, cols_mask: np.ndarray, vals: np.ndarray, obj: float) -> bool:
+        """Take a sub-MIP's answer computed from the incumbent ``base`` if it improves the
+        current incumbent. When another search thread replaced the incumbent meanwhile, the
+        answer is laid over the new one and kept only if every row and bound still holds and
+        the cost is lower (the incumbent is only ever replaced, never changed in place)."""
+        if base is self.x:
+            if obj < self.obj - max(1e-6 * abs(self.obj), 1e-3):
+                self.adopt(cols_mask, vals)
+                return True
+            return False
+        x = self.x.copy()
+        x[cols_mask] = vals
+        ints = self.integ > 0
+        x[ints] = np.rint(x[ints])
+        act = self.A @ x
+        tol = 1e-6
+        ok = (np.all(act >= self.rlo - tol * (1 + np.abs(self.rlo)))
+              and np.all(act <= self.rhi + tol * (1 + np.abs(self.rhi)))
+              and np.all(x >= self.lo - tol) and np.all(x <= self.hi + tol))
+        cost = float(self.c @ x) + self.am.offset
+        if ok and cost < self.obj - max(1e-6 * abs(self.obj), 1e-3):
+            self.x, self.obj = x, cost
+            return True
+        return False
 
     def adopt(self, cols_mask: np.ndarray, vals: np.ndarray) -> float:
         x = self.x.copy()
@@ -810,9 +836,10 @@ class _Lns:
         out[self.pj[on]] = on
         return out
 
-    def neighbourhood(self, kind: str) -> tuple[np.ndarray, np.ndarray, int, int] | None:
-        """(jobs freed, sites, first period, end period) of a neighbourhood of ``kind``."""
-        rng = self.rng
+    def neighbourhood(self, kind: str, rng=None) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+        """(jobs freed, sites, first period, end period) of a neighbourhood of ``kind``; also
+        sets ``last_seed`` and ``truncated`` (use ``pick`` from several threads)."""
+        rng = self.rng if rng is None else rng
         placed = self.placed()
         run_lo = np.where(placed >= 0, self.pt[np.maximum(placed, 0)], -1)
         run_hi = np.where(placed >= 0, run_lo + self.pd[np.maximum(placed, 0)], -1)
@@ -871,14 +898,15 @@ class _Lns:
             return None
         return jobs, sites, ta, tb
 
-    def free_mask(self, jobs: np.ndarray, sites: np.ndarray, ta: int, tb: int) -> np.ndarray:
+    def free_mask(self, jobs: np.ndarray, sites: np.ndarray, ta: int, tb: int,
+                  x: np.ndarray | None = None) -> np.ndarray:
         """Columns free in the sub-MIP: each freed job's starts at the neighbourhood's sites
         (and its current start), the inference columns of those sites in the window, and the
         running totals and on-demand columns of the pool-periods these can change."""
         free = self.base_free.copy()
         if len(jobs):
             cols = np.concatenate([self.job_cols[j] for j in jobs])
-            cur = self.x[:self.P][cols] > 0.5
+            cur = (self.x if x is None else x)[:self.P][cols] > 0.5
             cols = cols[np.isin(self.psite[cols], sites) | cur]
             free[cols] = True
         # inference inside the sites and at most 48 periods of the window
@@ -1086,7 +1114,9 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     log.build_s, log.size = am.build_s, am.shape
     lns = _Lns(inst, index, am, options.seed)
     log.relaxed_bound = relaxed_bound(am)
-    worker = _BoundWorker(am, deadline, options, mip_after=True)
+    # HiGHS's whole MIP after the LP only where it can get somewhere; on large models the
+    # second core runs a second neighbourhood search instead
+    worker = _BoundWorker(am, deadline, options, mip_after=am.A.nnz <= LP_WAIT_NONZEROS)
     if am.A.nnz <= LP_MAX_NONZEROS:
         worker.start()
     else:
@@ -1130,54 +1160,82 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
                       options=_options_dict(options), message="no start plan for the neighbourhood search",
                       summary={"strategy": "lns", "stages": _log_dict(log)})
 
-    # the neighbourhood search
+    # the neighbourhood search: this thread, and on large models a second one once the LP
+    # has freed the other core (there HiGHS's whole MIP cannot finish its root; on L its
+    # bound stayed below the LP's)
     t_lns = time.perf_counter()
     sub_limit = 3.0
-    it = 0
-    fails = {k: 0 for k in KINDS}
-    while deadline - time.perf_counter() > 0.5:
-        if not rounded and worker.lp_done.is_set():
-            rounded = True
-            if worker.prefer is not None:
-                try_plan("rounding", greedy_schedule(inst, index, net=net, prefer=worker.prefer))
-        weights = np.array([4.0 if k == "unplaced" else 1.0 for k in KINDS]) / (1.0 + np.array(
-            [fails[k] for k in KINDS]))
-        kind = KINDS[int(lns.rng.choice(len(KINDS), p=weights / weights.sum()))]
-        nb = lns.neighbourhood(kind)
-        if nb is None:
-            fails[kind] += 1
-            continue
-        jobs, sites, ta, tb = nb
-        free = lns.free_mask(jobs, sites, ta, tb)
-        # repairing a mandatory job left out is worth a longer sub-MIP: its penalty dwarfs
-        # every other improvement
-        repair = kind == "unplaced" and lns.last_seed >= 0 and lns.mandatory[lns.last_seed]
-        tl = min(sub_limit * (3 if repair else 1), deadline - time.perf_counter() - 0.3)
-        if tl < 0.2:
-            break
-        status, obj, vals, secs = lns.solve_sub(free, tl, options.seed + it, options.mip_gap)
-        it += 1
-        tries = log.kinds.setdefault(kind, [0, 0])
-        tries[0] += 1
-        if vals is not None and obj < lns.obj - max(1e-6 * abs(lns.obj), 1e-3):
-            lns.adopt(free, vals)
-            tries[1] += 1
-            log.improvements += 1
-            fails[kind] = 0
-            log.history.append((round(elapsed(), 2), lns.obj))
-        else:
-            fails[kind] = min(fails[kind] + 1, 8)
-            if kind == "unplaced" and lns.last_seed >= 0:
-                lns.tabu[lns.last_seed] = it + 10
-        lns.clock = it
-        # adapt the neighbourhood's size to what HiGHS proves within the limit; it grows only
-        # when the size was what cut the neighbourhood (on XL a small "ondemand" neighbourhood
-        # proved quickly again and again, and the size ran up to 2,317 jobs)
-        if status == "Optimal" and secs < 0.5 * sub_limit and lns.truncated:
-            lns.size = min(len(lns.job_ids), MAX_FREE_JOBS, max(lns.size + 1, int(lns.size * 1.2)))
-        elif status != "Optimal":
-            lns.size = max(8, int(lns.size * 0.85))
-    log.iterations, log.lns_s, log.final_free_jobs = it, time.perf_counter() - t_lns, lns.size
+    lock = threading.Lock()
+    counter = {"it": 0}
+
+    def search(rng, main: bool) -> None:
+        fails = {k: 0 for k in KINDS}
+        nonlocal rounded
+        while deadline - time.perf_counter() > 0.5:
+            if main and not rounded and worker.lp_done.is_set():
+                rounded = True
+                if worker.prefer is not None:
+                    plan = greedy_schedule(inst, index, net=net, prefer=worker.prefer)
+                    with lock:
+                        try_plan("rounding", plan)
+            weights = np.array([4.0 if k == "unplaced" else 1.0 for k in KINDS]) / (1.0 + np.array(
+                [fails[k] for k in KINDS]))
+            kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
+            with lock:
+                nb = lns.neighbourhood(kind, rng)
+                seed_job, truncated = lns.last_seed, lns.truncated
+                if nb is not None:
+                    x0 = lns.x
+                    free = lns.free_mask(*nb, x=x0)
+                counter["it"] += 1
+                it = counter["it"]
+            if nb is None:
+                fails[kind] += 1
+                continue
+            # repairing a mandatory job left out is worth a longer sub-MIP: its penalty
+            # dwarfs every other improvement
+            repair = kind == "unplaced" and seed_job >= 0 and lns.mandatory[seed_job]
+            tl = min(sub_limit * (3 if repair else 1), deadline - time.perf_counter() - 0.3)
+            if tl < 0.2:
+                break
+            status, obj, vals, secs = lns.solve_sub(free, tl, options.seed + it, options.mip_gap, x=x0)
+            with lock:
+                tries = log.kinds.setdefault(kind, [0, 0])
+                tries[0] += 1
+                if vals is not None and lns.adopt_from(x0, free, vals, obj):
+                    tries[1] += 1
+                    log.improvements += 1
+                    fails[kind] = 0
+                    log.history.append((round(elapsed(), 2), lns.obj))
+                else:
+                    fails[kind] = min(fails[kind] + 1, 8)
+                    if kind == "unplaced" and seed_job >= 0:
+                        lns.tabu[seed_job] = it + 10
+                lns.clock = max(lns.clock, it)
+                # adapt the neighbourhood's size to what HiGHS proves within the limit; it
+                # grows only when the size was what cut the neighbourhood (on XL a small
+                # "ondemand" neighbourhood proved quickly again and again, and the size ran
+                # up to 2,317 jobs)
+                if status == "Optimal" and secs < 0.5 * sub_limit and truncated:
+                    lns.size = min(len(lns.job_ids), MAX_FREE_JOBS, max(lns.size + 1, int(lns.size * 1.2)))
+                elif status != "Optimal":
+                    lns.size = max(8, int(lns.size * 0.85))
+
+    second: threading.Thread | None = None
+
+    def second_search() -> None:
+        worker.lp_done.wait(timeout=max(0.0, deadline - time.perf_counter()))
+        if deadline - time.perf_counter() > 10.0 and not worker.mip_after:
+            log.second_search_from = round(elapsed(), 2)
+            search(np.random.default_rng(options.seed + 1), main=False)
+
+    if not worker.mip_after:
+        second = threading.Thread(target=second_search, daemon=True)
+        second.start()
+    search(lns.rng, main=True)
+    if second is not None:
+        second.join(timeout=max(1.0, deadline - time.perf_counter() + 15.0))
+    log.iterations, log.lns_s, log.final_free_jobs = counter["it"], time.perf_counter() - t_lns, lns.size
 
     worker.stop()
     if worker.is_alive():
