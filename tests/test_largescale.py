@@ -130,3 +130,29 @@ def test_auto_strategy_picks_lns_for_large_cost_instances_only(small):
     # the record says which one ran
     res = allocator.solve(allocator.load_instance(DEMO), SolveOptions(time_limit_s=60, explain=False))
     assert res.options["strategy"] == "mip"
+
+
+def test_an_answer_from_a_replaced_incumbent_is_kept_only_if_it_still_holds(small):
+    # two search threads share the incumbent; an answer computed from one the other thread
+    # has since replaced is laid over the new one and checked row by row
+    from allocator.heuristics import greedy_schedule
+    from allocator.largescale import _Lns, start_vector
+
+    index = build_index(small)
+    am = build_arrays(small, index)
+    lns = _Lns(small, index, am, seed=0)
+    x, obj = lns.complete(*start_vector(am, index, greedy_schedule(small, index)))
+    lns.x, lns.obj = x, obj
+    base = lns.x
+    everything = np.ones(lns.n, dtype=bool)
+    status, better, vals, _ = lns.solve_sub(everything, 20.0, 0, 1e-6, x=base)
+    assert vals is not None and better < obj - 1.0
+    lns.x = base.copy()  # the other thread replaced the incumbent (here by an equal plan)
+    starts = np.zeros(lns.n, dtype=bool)
+    starts[:lns.P] = True
+    # every start switched on breaks the assignment rows: refused, whatever it claims
+    assert not lns.adopt_from(base, starts, np.ones(lns.P), better)
+    assert lns.obj == obj
+    # the whole-model answer still holds on the replaced incumbent: kept, at its own cost
+    assert lns.adopt_from(base, everything, vals, better)
+    assert lns.obj == pytest.approx(better, rel=1e-7)
