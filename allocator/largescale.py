@@ -1,4 +1,4 @@
-"""Large instances: the model as arrays, LP relaxation, LP-guided rounding, warm-started MIP.
+"""Large instances: the model as arrays, bounds, and fix-and-optimise neighbourhood search.
 
 ``build_arrays(inst, index, compact=...)`` builds the same mixed-integer model as
 allocator.formulation (same columns, same costs, same rows) directly as numpy/scipy arrays,
@@ -15,11 +15,12 @@ is determined by the starts), so its LP bound is the formulation's, with 5-15x f
 nonzeros on hour-indexed horizons.
 
 ``solve_lns(inst, index, options)`` is the large-instance strategy measured in
-docs/performance.md: LP relaxation of the compact model (the bound), the greedy planner guided
-by the LP (each job tries its LP starts first, then its lowest reduced costs), then HiGHS on
-the compact MIP warm-started from that plan for the remaining time. The final plan is
-evaluated by the independent verifier (allocator.verify.evaluate); its objective is the
-verified cost, its bound the best of the LP and the MIP dual bound.
+docs/performance.md: the greedy plan as the first incumbent, fix-and-optimise sub-MIPs over
+neighbourhoods of it until the time limit, and on the second core the LP relaxation of the
+compact model (its duals give the bound; its rounding may give a better start), then, on small
+models, HiGHS on the whole MIP, on large ones a second search thread. ``relaxed_bound`` gives a
+bound without any LP. The final plan is evaluated by the independent verifier
+(allocator.verify.evaluate); its objective is the verified cost, its bound the best valid one.
 
 This module does not import Pyomo.
 """
@@ -1085,7 +1086,8 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     """The large-instance strategy: fix-and-optimise on the compact model.
 
     1. Build the compact arrays; on a second thread, the LP relaxation (interior point, no
-       crossover): its row duals give a valid bound even if it stops early.
+       crossover; not started above LP_MAX_NONZEROS): its row duals give a valid bound even
+       if it stops early. relaxed_bound, which needs no LP, is always computed.
     2. The greedy plan is the first incumbent (a mandatory job it could not place is held by
        a penalised "unplaced" column); once the LP is in, the LP-guided rounding replaces it
        if cheaper.
@@ -1094,9 +1096,10 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
        window) of about 50 jobs plus the inference columns of its sites and window, fix every
        other integer column at the incumbent, solve that sub-MIP warm-started from the
        incumbent with a few seconds' limit, keep it if cheaper. The size adapts: larger after
-       quick proofs, smaller after timeouts.
+       quick proofs of neighbourhoods the size cut, smaller after timeouts.
     4. When the LP ends early enough, the second thread runs HiGHS on the whole MIP (no
-       start): its dual bound, and its plan if cheaper.
+       start) for its dual bound and its plan if cheaper, on models up to LP_WAIT_NONZEROS;
+       on larger ones it runs a second neighbourhood search on the shared incumbent.
 
     Returns a Result whose plan is evaluated by the independent verifier (objective = the
     verified cost) and whose bound is the best valid one found. Cost objective only."""
