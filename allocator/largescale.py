@@ -1171,10 +1171,23 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     lock = threading.Lock()
     counter = {"it": 0}
 
+    def proven() -> bool:
+        """The incumbent (or HiGHS's plan) is within mip_gap of the best bound so far: stop
+        (GAP e05200: HiGHS proved the optimum in seconds, the search ran on to the limit)."""
+        bounds = [b for b in (worker.lp_bound, worker.mip_bound, log.relaxed_bound)
+                  if b is not None and math.isfinite(b)]
+        objs = [o for o in (lns.obj, worker.mip_obj) if o is not None and math.isfinite(o)]
+        if not bounds or not objs:
+            return False
+        best = min(objs)
+        return (best - max(bounds)) <= options.mip_gap * max(abs(best), 1e-9)
+
     def search(rng, main: bool) -> None:
         fails = {k: 0 for k in KINDS}
         nonlocal rounded
         while deadline - time.perf_counter() > 0.5:
+            if proven():
+                break
             if main and not rounded and worker.lp_done.is_set():
                 rounded = True
                 if worker.prefer is not None:
