@@ -9,10 +9,12 @@ and every field of the demo is deleted, negated, made NaN and made a string.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,9 @@ def run(*args: str, cwd: Path | None = None):
     runner = CliRunner()
     if cwd is None:
         return runner.invoke(main, list(args))
-    with runner.isolated_filesystem(temp_dir=cwd):
+    # a fresh folder inside cwd as the working directory (Click's isolated_filesystem, which
+    # did this, is deprecated)
+    with tempfile.TemporaryDirectory(dir=cwd) as tmp, contextlib.chdir(tmp):
         return runner.invoke(main, list(args))
 
 
