@@ -146,7 +146,7 @@ def validate_cmd(instance, as_json, profiles_dir):
     """Check INSTANCE and print what it holds (exit 0), or every problem found (exit 2)."""
     import json
 
-    from allocator.errors import format_problems
+    from allocator.errors import describe_problems, format_problems
     from allocator.validate import errors, summary, validate_path, warnings
 
     inst, problems = validate_path(instance, profiles_dir=profiles_dir)
@@ -165,9 +165,7 @@ def validate_cmd(instance, as_json, profiles_dir):
                                "errors": rows(errs), "warnings": rows(warns)}, indent=2))
         raise ExitWith(EXIT_INPUT if errs else EXIT_OK)
     if errs:
-        n = len(errs)
-        err_console.print(f"{instance}: {n} problem{'s' if n != 1 else ''} in the instance", markup=False, soft_wrap=True)
-        for line in format_problems(errs):
+        for line in describe_problems(instance, errs, InputError.subject).splitlines():
             err_console.print(line, markup=False, soft_wrap=True)
     if inst is not None and not errs:
         from rich.table import Table

@@ -10,6 +10,7 @@ and how to fix it, so a planner can act on it without reading a traceback:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 MAX_SHOWN = 5  # offenders listed per rule before "(+N more)"
 
@@ -45,6 +46,13 @@ def format_problems(problems: list[Problem], limit: int = MAX_SHOWN) -> list[str
     return lines
 
 
+def describe_problems(source: str, problems: list[Problem], subject: str) -> str:
+    """"<source>: N problems <subject>" and then the problems, one line each."""
+    head = f"{source}: " if source else ""
+    n = len(problems)
+    return "\n".join([f"{head}{n} problem{'s' if n != 1 else ''} {subject}", *format_problems(problems)])
+
+
 class AllocatorError(Exception):
     """Base class of allocator's own errors."""
 
@@ -55,17 +63,15 @@ class InputError(AllocatorError):
 
     problems: list[Problem] = field(default_factory=list)
     source: str = ""
+    #: what the problems are in, for the heading ("3 problems in the instance")
+    subject: ClassVar[str] = "in the instance"
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        head = f"{self.source}: " if self.source else ""
-        errors = [p for p in self.problems if p.severity == "error"]
-        n = len(errors)
-        lines = [f"{head}{n} problem{'s' if n != 1 else ''} in the instance"]
-        lines.extend(format_problems(errors))
-        return "\n".join(lines)
+        return describe_problems(self.source, [p for p in self.problems if p.severity == "error"],
+                                 self.subject)
 
 
 class ModelTooLargeError(AllocatorError):

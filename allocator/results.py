@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator.errors import InputError, Problem, format_problems
+from allocator.errors import InputError, Problem, describe_problems
 
 
 class Status(StrEnum):
@@ -69,11 +69,7 @@ class ScheduleError(InputError):
     what: str = "with the schedule folder"
 
     def __str__(self) -> str:
-        head = f"{self.source}: " if self.source else ""
-        n = len(self.problems)
-        lines = [f"{head}{n} problem{'s' if n != 1 else ''} {self.what}"]
-        lines.extend(format_problems(self.problems))
-        return "\n".join(lines)
+        return describe_problems(self.source, self.problems, self.what)
 
 
 # --------------------------------------------------------------------------- table layout

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from allocator.errors import InputError, Problem, format_problems
+from allocator.errors import InputError, Problem
 from allocator.io import read_yaml
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -177,13 +177,7 @@ def _solve_changes(raw: dict[str, Any]) -> dict[str, Any]:
 class SpecError(InputError):
     """A sweep spec that cannot be used (CLI exit code 2)."""
 
-    def __str__(self) -> str:
-        head = f"{self.source}: " if self.source else ""
-        errors = [p for p in self.problems if p.severity == "error"]
-        n = len(errors)
-        lines = [f"{head}{n} problem{'s' if n != 1 else ''} in the sweep spec"]
-        lines.extend(format_problems(errors))
-        return "\n".join(lines)
+    subject = "in the sweep spec"
 
 
 def load_spec(path: str | Path) -> SweepSpec:
