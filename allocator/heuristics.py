@@ -130,19 +130,30 @@ def _state(inst: Instance, index: Index) -> _State:
 # --------------------------------------------------------------------------- training
 
 
+def _predecessors(inst: Instance) -> dict[str, list[str]]:
+    """Each job's predecessors: known jobs only, once each, never itself."""
+    known = {j.id for j in inst.jobs}
+    return {j.id: [p for p in dict.fromkeys(j.predecessors) if p in known and p != j.id] for j in inst.jobs}
+
+
+def _with_ancestors(jobs, preds: dict[str, list[str]]) -> set[str]:
+    """``jobs`` and every job they wait for, directly or not."""
+    out: set[str] = set()
+    stack = list(jobs)
+    while stack:
+        j = stack.pop()
+        if j not in out:
+            out.add(j)
+            stack.extend(preds.get(j, []))
+    return out
+
+
 def _job_order(inst: Instance, index: Index, first: frozenset[str] = frozenset()) -> tuple[list[str], set[str]]:
     """Jobs in planning order (predecessors first; required before optional; larger first)
     and the set of required jobs (mandatory ones and every job a mandatory one waits for)."""
     jobs = {j.id: j for j in inst.jobs}
-    preds = {j.id: [p for p in dict.fromkeys(j.predecessors) if p in jobs and p != j.id] for j in inst.jobs}
-    required: set[str] = set()
-    stack = [j.id for j in inst.jobs if j.mandatory]
-    while stack:
-        j = stack.pop()
-        if j in required:
-            continue
-        required.add(j)
-        stack.extend(preds[j])
+    preds = _predecessors(inst)
+    required = _with_ancestors((j.id for j in inst.jobs if j.mandatory), preds)
     size = {j.id: min((o.gpus * o.hours for o in j.options), default=0.0) for j in inst.jobs}
     pos = {j.id: i for i, j in enumerate(inst.jobs)}
     succ: dict[str, list[str]] = {j: [] for j in jobs}
@@ -285,7 +296,7 @@ def _latest_ends(inst: Instance, rows: dict[str, _JobRows], order: list[str],
     successor q can start no later than its latest start ending within its own latest end,
     and its predecessors must end by then (a backward pass over the planning order, which
     lists predecessors first). Jobs with no required successor are absent."""
-    preds = {j.id: [p for p in dict.fromkeys(j.predecessors) if p != j.id] for j in inst.jobs}
+    preds = _predecessors(inst)
     latest_end: dict[str, int] = {}
     for q in reversed(order):
         if q not in required or q not in rows:
@@ -304,7 +315,7 @@ def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: 
                ends: dict[str, int], placed: list[int], unplaced: list[str],
                required: set[str], prefer=None, latest_end: dict[str, int] | None = None) -> None:
     latest_end = latest_end or {}
-    preds = {j.id: [p for p in j.predecessors if p != j.id] for j in inst.jobs}
+    preds = _predecessors(inst)
     value = {j.id: j.value_usd for j in inst.jobs}
     for j in jobs:
         jr = rows.get(j)
@@ -516,14 +527,7 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
         if not missing or first.issuperset(missing):
             break
         # the missing jobs and the jobs they wait for go first next time
-        preds = {j.id: j.predecessors for j in inst.jobs}
-        grow, stack = set(missing), list(missing)
-        while stack:
-            for q in preds.get(stack.pop(), []):
-                if q not in grow:
-                    grow.add(q)
-                    stack.append(q)
-        first = first | frozenset(grow)
+        first = first | frozenset(_with_ancestors(missing, _predecessors(inst)))
     held, served = _plan_inference(inst, index, st)
     _plan_jobs([j for j in order if j not in required], inst, index, st, rows, ends, placed, unplaced,
                required, prefer)
