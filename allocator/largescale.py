@@ -166,6 +166,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
         f = serve
         c_serve = np.zeros(0)
     dem_val = dem["demand"].to_numpy(dtype=float) if ND else np.zeros(0)
+    serve_ub = _serve_upper(serve, dem) if NS else np.zeros(0)
     c_uns = (3600.0 * H / 1e6 * dem["v"].map({k: v.unserved_usd_per_mtok for k, v in svc.items()})
              .to_numpy(dtype=float)) if ND else np.zeros(0)
     ik = np.array([pool_of[x] for x in zip(spr["s"], spr["g"], strict=True)], dtype=np.int64) if NI else np.zeros(0, np.int64)
@@ -419,7 +420,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
             tr_r.append(li_arr * T + st_[x_arr])
             tr_c.append(o_serve + x_arr)
             tr_v.append(gpt[x_arr])
-            tr_u.append(_serve_upper(serve, dem)[x_arr])
+            tr_u.append(serve_ub[x_arr])
             vr = _codes(list(zip(serve["v"], serve["r"], strict=True)),
                         sorted(set(zip(serve["v"], serve["r"], strict=True)), key=str))
             tr_g.append(len(job_ids) + vr[x_arr])
@@ -464,7 +465,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
     c = np.concatenate([c_start, c_serve, c_uns, c_inf, c_od, np.zeros(n_aux)])
     col_lower = np.zeros(n)
     col_upper = np.concatenate([
-        np.ones(P), _serve_upper(serve, dem) if NS else np.zeros(0), dem_val,
+        np.ones(P), serve_ub, dem_val,
         avail[ik] if NI else np.zeros(0), top[od_mask] - reserved[od_keys[:, 0]] + 0.5 if NO else np.zeros(0),
         np.concatenate(aux_upper) if aux_upper else np.zeros(0)])
     integ = np.zeros(n, dtype=np.int32)
