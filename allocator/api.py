@@ -67,8 +67,9 @@ def solve(
     with clock("index_s"):
         net = Network(inst)
         index = build_index(inst, net)
-        opts = _resolve_strategy(opts, index)
-        size = estimate_size(index, compact=opts.strategy == "lns")
+        compact = estimate_size(index, compact=True) if opts.strategy in ("auto", "lns") else None
+        opts = _resolve_strategy(opts, compact)
+        size = compact if opts.strategy == "lns" else estimate_size(index)
     _check_size(size, opts, inst)
 
     base = _base_summary(inst, opts, warnings, size)
@@ -288,15 +289,15 @@ def _validate(inst: Instance, source: str) -> list[Problem]:
     return list(validate.check(inst, source=source))
 
 
-def _resolve_strategy(opts: SolveOptions, index) -> SolveOptions:
+def _resolve_strategy(opts: SolveOptions, compact_size: dict[str, int] | None) -> SolveOptions:
     """Strategy "auto" made concrete: lns for the cost objective (MIP, not the greedy
-    planner alone) once the compact model reaches AUTO_LNS_NONZEROS, else mip."""
+    planner alone) once the compact model (``estimate_size(index, compact=True)``) reaches
+    AUTO_LNS_NONZEROS, else mip."""
     if opts.strategy != "auto":
         return opts
-    from allocator.indexing import estimate_size
     from allocator.options import AUTO_LNS_NONZEROS
 
-    large = estimate_size(index, compact=True)["nonzeros"] >= AUTO_LNS_NONZEROS
+    large = compact_size is not None and compact_size["nonzeros"] >= AUTO_LNS_NONZEROS
     use_lns = large and opts.objective == "cost" and opts.heuristic is None
     return opts.with_(strategy="lns" if use_lns else "mip")
 

@@ -119,14 +119,15 @@ def test_relaxed_bound_of_a_hand_worked_instance():
 def test_auto_strategy_picks_lns_for_large_cost_instances_only(small):
     from allocator.api import _resolve_strategy
     from allocator.generate import SIZES
+    from allocator.indexing import estimate_size
 
-    large = generate_instance(**SIZES["L"], seed=0)
-    index = build_index(large)
-    assert _resolve_strategy(SolveOptions(), index).strategy == "lns"
-    assert _resolve_strategy(SolveOptions(objective="carbon"), index).strategy == "mip"
-    assert _resolve_strategy(SolveOptions(heuristic="greedy"), index).strategy == "mip"
-    assert _resolve_strategy(SolveOptions(strategy="mip"), index).strategy == "mip"
-    assert _resolve_strategy(SolveOptions(), build_index(small)).strategy == "mip"
+    size = estimate_size(build_index(generate_instance(**SIZES["L"], seed=0)), compact=True)
+    assert _resolve_strategy(SolveOptions(), size).strategy == "lns"
+    assert _resolve_strategy(SolveOptions(objective="carbon"), size).strategy == "mip"
+    assert _resolve_strategy(SolveOptions(heuristic="greedy"), size).strategy == "mip"
+    assert _resolve_strategy(SolveOptions(strategy="mip"), size).strategy == "mip"
+    small_size = estimate_size(build_index(small), compact=True)
+    assert _resolve_strategy(SolveOptions(), small_size).strategy == "mip"
     # the record says which one ran
     res = allocator.solve(allocator.load_instance(DEMO), SolveOptions(time_limit_s=60, explain=False))
     assert res.options["strategy"] == "mip"
