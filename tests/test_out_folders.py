@@ -366,7 +366,7 @@ def test_formula_like_ids_solve_verify_and_report_with_distinct_figures(tmp_path
     assert len(sites) == 2, sites
     import re
 
-    ids = re.findall(r'id="(fig-site-[^"]+)"', (tmp_path / "r.html").read_text())
+    ids = re.findall(r'<figure id="(fig-site-[^"]+)"', (tmp_path / "r.html").read_text())
     assert len(set(ids)) == 2, ids
 
 
@@ -378,3 +378,12 @@ def test_unique_slugs_keep_plain_names_and_split_collisions():
     assert len(set(got.values())) == 5
     assert got["a b"].startswith("a-b-") and got["a-b"].startswith("a-b-")
     assert unique_slugs(["a b"]) == {"a b": slug("a b")}
+
+
+def test_generate_does_not_overwrite_a_users_table_without_force(tmp_path):
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / "jobs.csv").write_text("my own jobs")
+    r = cli("generate", "--jobs", "3", "--out", out)
+    assert r.exit_code == 2 and str(out / "jobs.csv") in r.output, r.output
+    assert (out / "jobs.csv").read_text() == "my own jobs" and not (out / "instance.yaml").exists()
