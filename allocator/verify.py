@@ -499,6 +499,16 @@ def _check_allowed(svc, site, what: str, out: _Sink) -> None:
             f"not in allowed_zones ({', '.join(svc.allowed_zones)})")
 
 
+def _within_slo(ctx: _Ctx, svc, si: int, ri: int) -> bool:
+    """Whether site si may serve region ri for svc: a route within the SLO, allowed site/zone."""
+    site, region = ctx.site_list[si], ctx.regions[ri]
+    route = ctx.route(site.node_id, region.node_id)
+    if route is None or route.latency_ms > svc.latency_slo_ms + 1e-9:
+        return False
+    return ((svc.allowed_sites is None or site.id in svc.allowed_sites)
+            and (svc.allowed_zones is None or site.zone in svc.allowed_zones))
+
+
 def _evaluate_flows(ctx: _Ctx, fl: pd.DataFrame, ig: pd.DataFrame, held: np.ndarray,
                     traffic: np.ndarray, egress_gb: np.ndarray, out: _Sink) -> dict[str, Any]:
     """Check the flows (SLO, residency, capacity, demand, N+1), route their traffic and
@@ -594,19 +604,33 @@ def _evaluate_flows(ctx: _Ctx, fl: pd.DataFrame, ig: pd.DataFrame, held: np.ndar
     mtok = unserved * 3600.0 * H / 1e6
     unserved_usd = float((mtok * ctx.penalty[:, None, None]).sum()) if V else 0.0
 
-    # N+1: for every site, the service's capacity at the other sites >= what it serves
+    # N+1, per region: for every region and every site within its SLO, the service's capacity
+    # at the other sites within that SLO >= what the region is served; and, with two or more
+    # regions, the capacity at the other sites >= all the service serves in the period
     if any(svc.redundancy for svc in ctx.services) and P:
         cap_vst = np.zeros((V, S, T))
         np.add.at(cap_vst.transpose(1, 0, 2), ctx.pool_site, cap.transpose(1, 0, 2))
-        rest = cap_vst.sum(axis=1) - cap_vst.max(axis=1)  # (V, T): capacity after losing the largest
-        served_vt = served_vrt.sum(axis=1)
         for vi, svc in enumerate(ctx.services):
             if not svc.redundancy:
                 continue
-            for ti in np.flatnonzero((served_vt[vi] > ATOL_TOKENS) & _over(served_vt[vi], rest[vi], ATOL_TOKENS)):
+            demanded = [ri for ri in range(R) if (ctx.demand[vi, ri] > 0).any() or (served_vrt[vi, ri] > 0).any()]
+            for ri in demanded:
+                near = [si for si in range(S) if _within_slo(ctx, svc, si, ri)]
+                caps = cap_vst[vi][near]  # (near sites, T)
+                rest = caps.sum(axis=0) - (caps.max(axis=0) if near else 0.0)
+                for ti in np.flatnonzero((served_vrt[vi, ri] > ATOL_TOKENS)
+                                         & _over(served_vrt[vi, ri], rest, ATOL_TOKENS)):
+                    out("inference-redundancy", f"service {svc.id}, region {ctx.regions[ri].id}, period {ti}",
+                        f"serves {_fmt(served_vrt[vi, ri, ti])} tokens/s but losing its largest site within "
+                        f"the SLO leaves capacity for {_fmt(rest[ti])} within it (N+1)")
+            if len(demanded) < 2:
+                continue
+            rest_all = cap_vst[vi].sum(axis=0) - cap_vst[vi].max(axis=0)
+            served_t = served_vrt[vi].sum(axis=0)
+            for ti in np.flatnonzero((served_t > ATOL_TOKENS) & _over(served_t, rest_all, ATOL_TOKENS)):
                 out("inference-redundancy", f"service {svc.id}, period {ti}",
-                    f"serves {_fmt(served_vt[vi, ti])} tokens/s but losing its largest site leaves "
-                    f"capacity for {_fmt(rest[vi, ti])} (N+1)")
+                    f"serves {_fmt(served_t[ti])} tokens/s in all but losing its largest site leaves "
+                    f"capacity for {_fmt(rest_all[ti])} (N+1)")
 
     # traffic and egress over each flow's site -> region route
     gbps = np.zeros((S, max(R, 1), T))
