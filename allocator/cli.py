@@ -14,6 +14,7 @@ import traceback
 import click
 from rich.console import Console
 
+from allocator import display
 from allocator.errors import AllocatorError, InputError, ModelTooLargeError
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
@@ -112,7 +113,8 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
         console.print(table)
         ok = df[df["status"].isin(["optimal", "feasible"])]
         if len(ok):
-            console.print(f"objective from {ok['objective'].min():,.2f} to {ok['objective'].max():,.2f}")
+            console.print(f"objective from {display.fixed(ok['objective'].min())} to "
+                          f"{display.fixed(ok['objective'].max())}")
     if failed:
         console.print(f"{failed} of {len(df)} scenarios have no schedule; see the status and "
                       f"error columns of {out}/results.csv", soft_wrap=True, markup=False)
@@ -349,24 +351,24 @@ def _render_solve(result, folder: str, quiet: bool) -> int:
     from rich.table import Table
 
     status = result.status.value
-    gap = "" if result.gap is None else f", gap {result.gap:.4%}"
-    obj = "" if result.objective is None else f", objective {result.objective:,.2f}"
+    gap = "" if result.gap is None else f", gap {display.pct(result.gap)}"
+    obj = "" if result.objective is None else f", objective {display.fixed(result.objective)}"
     where = "schedule" if result.status.has_schedule else "summary"
     console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
     if result.status.has_schedule and not quiet:
         head = Table(show_header=False, box=None)
         head.add_column()
         head.add_column(justify="right")
-        head.add_row("objective", f"{result.objective:,.2f}")
-        head.add_row("best bound", "-" if result.bound is None else f"{result.bound:,.2f}")
-        head.add_row("gap", "-" if result.gap is None else f"{result.gap:.4%}")
+        head.add_row("objective", display.fixed(result.objective))
+        head.add_row("best bound", "-" if result.bound is None else display.fixed(result.bound))
+        head.add_row("gap", "-" if result.gap is None else display.pct(result.gap))
         for term, usd in result.costs.items():
             if abs(usd) > 0.005:
-                head.add_row(f"  {term} $", f"{usd:,.2f}")
+                head.add_row(f"  {term} $", display.fixed(usd))
         if result.total_cost is not None:
-            head.add_row("total cost $", f"{result.total_cost:,.2f}")
+            head.add_row("total cost $", display.fixed(result.total_cost))
         if result.emissions_t is not None:
-            head.add_row("emissions tCO2", f"{result.emissions_t:,.2f}")
+            head.add_row("emissions tCO2", display.fixed(result.emissions_t))
         head.add_row("build / solve s", f"{result.build_s:.2f} / {result.solve_s:.2f}")
         head.add_row("solver", result.solver)
         console.print(head)
@@ -412,7 +414,7 @@ def _site_utilisation(frames) -> list[tuple[str, str, str]]:
         if len(power):
             p = power.loc[(power["power_mw"] / power["power_cap_mw"].where(
                 power["power_cap_mw"] > 0)).fillna(0).idxmax()]
-            ptxt = f"{p['power_mw']:,.2f} / {p['power_cap_mw']:,.2f}"
+            ptxt = f"{display.fixed(p['power_mw'])} / {display.fixed(p['power_cap_mw'])}"
         else:
             ptxt = "-"
         rows.append((str(site), f"{int(peak['gpus_in_use']):,} / {int(peak['gpus_available']):,}",

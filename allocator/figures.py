@@ -31,6 +31,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import StrMethodFormatter  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
+from allocator.display import fixed  # noqa: E402
+from allocator.display import usd as format_usd  # noqa: E402
 from allocator.results import COST_TERMS  # noqa: E402
 
 # Colours: GPU types and sites get fixed colours from their sorted order, so the same GPU
@@ -479,7 +481,7 @@ def cost_figure(summary: dict[str, Any], frames: dict[str, pd.DataFrame]) -> Plo
         ys = np.arange(len(terms))[::-1]
         ax.barh(ys, vals, color=["#4e79a7" if v >= 0 else "#e15759" for v in vals])
         for y, v in zip(ys, vals, strict=True):
-            ax.text(v, y, f" {v:,.2f}", va="center", ha="left", fontsize=7.5)
+            ax.text(v, y, f" {fixed(v)}", va="center", ha="left", fontsize=7.5)
         ax.set_yticks(ys, labels)
         ax.set_xlabel(unit)
         ax.set_xlim(min(0, vals.min() * 1.1), max(vals.max(), 1e-9) * 1.22)
@@ -617,21 +619,6 @@ def _money_scale(m: float) -> tuple[float, str]:
     if m >= 1e3:
         return 1e3, "$ thousand"
     return 1.0, "$"
-
-
-def format_usd(x: float | None) -> str:
-    """$1.23M, $45.6k, $12: compact dollars for figures and key figures."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    a = abs(x)
-    sign = "-" if x < 0 else ""
-    if a >= 1e9:
-        return f"{sign}${a / 1e9:,.3g}B" if a < 1e11 else f"{sign}${a / 1e9:,.0f}B"
-    if a >= 1e6:
-        return f"{sign}${a / 1e6:,.3g}M" if a < 1e8 else f"{sign}${a / 1e6:,.0f}M"
-    if a >= 1e4:
-        return f"{sign}${a / 1e3:,.3g}k" if a < 1e5 else f"{sign}${a / 1e3:,.0f}k"
-    return f"{sign}${a:,.2f}" if a < 100 else f"{sign}${a:,.0f}"
 
 
 def _fmt_num(v) -> str:

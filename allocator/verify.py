@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from allocator import display
 from allocator.network import Network
 from allocator.results import COST_TERMS, TABLES, Schedule, normalize_frame, read_schedule
 from allocator.schema import Instance, series_list
@@ -1000,7 +1001,7 @@ def describe_ok(ver: Verification) -> str:
     n_jobs = len(ev.frames["training"])
     n_flows = int((ev.frames["inference"]["tokens_per_s"] > 0).sum())
     return (f"schedule OK: {n_jobs} jobs, {n_flows} flows, costs match "
-            f"(total ${ev.total_cost_usd:,.2f})")
+            f"(total ${display.fixed(ev.total_cost_usd)})")
 
 
 def group_by_rule(violations: Iterable[Violation]) -> dict[str, list[Violation]]:
