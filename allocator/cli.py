@@ -202,6 +202,67 @@ def validate_cmd(instance, as_json, profiles_dir):
     raise ExitWith(EXIT_OK)
 
 
+# --- profiles ---
+@main.command("profiles")
+@click.option("--profiles", "profiles_dir", type=click.Path(exists=True, file_okay=False, path_type=str),
+              default=None, help="Folder of your own AI model profiles (default: the nearest models/ "
+                                 "at or above the current folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@guarded
+def profiles_cmd(profiles_dir: str | None, as_json: bool) -> None:
+    """List the AI model profiles a job or service can name: id, where it comes from (the
+    packaged profiles, or a folder, which wins for an id it holds) and key figures."""
+    import json
+    from pathlib import Path
+
+    from allocator.io import find_profiles_dir, load_profile
+    from allocator.profiles import known
+
+    folder = Path(profiles_dir) if profiles_dir is not None else find_profiles_dir(Path.cwd())
+    rows = []
+    for f in known(folder):
+        with f.path() as path:
+            p = load_profile(path)
+        tr, inf = p.training, p.inference
+        rows.append({
+            "id": p.id, "name": p.name,
+            "source": display_source(f.source, path),
+            "parameters_b": p.parameters_b, "active_parameters_b": p.active_parameters_b,
+            "training_gpu_hours_h100": None if tr is None else tr.gpu_hours_h100,
+            "reference_tokens_t": None if tr is None else tr.reference_tokens_t,
+            "tokens_per_s_per_gpu": {} if inf is None else dict(inf.tokens_per_s_per_gpu),
+            "estimate": p.estimate,
+        })
+    if as_json:
+        click.echo(json.dumps({"folder": None if folder is None else str(folder), "profiles": rows}, indent=2))
+        raise ExitWith(EXIT_OK)
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} AI model profiles")
+    for col, just in (("id", "left"), ("source", "left"), ("params B (active)", "right"),
+                      ("train GPU-h H100 / tokens", "right"), ("tok/s per GPU", "left"),
+                      ("estimate", "left")):
+        table.add_column(col, justify=just, no_wrap=col == "id")
+    for r in rows:
+        params = "-" if r["parameters_b"] is None else display.qty(r["parameters_b"])
+        if r["active_parameters_b"] not in (None, r["parameters_b"]):
+            params += f" ({display.qty(r['active_parameters_b'])})"
+        train = "-" if r["training_gpu_hours_h100"] is None else (
+            f"{r['training_gpu_hours_h100'] / 1e6:,.4g}M / {r['reference_tokens_t']:g}T")
+        tps = ", ".join(f"{g} {display.qty(x)}" for g, x in r["tokens_per_s_per_gpu"].items()) or "-"
+        table.add_row(r["id"], r["source"], params, train, tps, "yes" if r["estimate"] else "no")
+    console.print(table)
+    where = "none (no models/ folder at or above the current folder)" if folder is None else str(folder)
+    console.print(f"folder: {where}; a profile there wins over the packaged one of the same id",
+                  markup=False, soft_wrap=True)
+    raise ExitWith(EXIT_OK)
+
+
+def display_source(source: str, path) -> str:
+    """'packaged', or 'folder <file>' for a profile of the user's."""
+    return "packaged" if source == "packaged" else f"folder {path}"
+
+
 # --- report ---
 @main.command("report")
 @click.argument("schedule_dir", type=click.Path(path_type=str))
