@@ -125,3 +125,20 @@ def test_greedy_plan_keeps_n_plus_1_per_region(case):
     assert ev.violations == []
     if case is failover_case:  # every region fully served, as the optimum does
         assert ev.unserved_mtok == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("case, optimum", [(no_failover_case, 14.4), (failover_case, 4.0),
+                                           (shared_failover_case, 6.0)])
+def test_every_strategy_keeps_n_plus_1_per_region(case, optimum, tmp_path):
+    # the optima above plus a one-GPU, one-hour job at the cheapest site ($1/GPU-h; 8 GPUs
+    # per pool leave room for it): +$1, on the exact route and the neighbourhood search alike
+    import allocator
+    from allocator.verify import verify_schedule
+
+    data = case()
+    data["jobs"] = [{"id": "j", "options": [{"gpu_type": "X", "gpus": 1, "hours": 1}]}]
+    inst = instance_from_dict(data)
+    for strategy in ("mip", "lns"):
+        result = allocator.solve(inst, strategy=strategy, time_limit_s=60)
+        assert result.objective == pytest.approx(optimum + 1.0), strategy
+        assert verify_schedule(inst, result.export(tmp_path / strategy)) == [], strategy
