@@ -12,7 +12,8 @@ import math
 QTY_DECIMALS = 6  # a quantity below half a millionth of its unit shows as 0
 
 
-def _finite(x) -> float | None:
+def number(x) -> float | None:
+    """``x`` as a finite float, else None (None, text, NaN, inf)."""
     try:
         f = float(x)
     except (TypeError, ValueError):
@@ -26,7 +27,7 @@ def rounds_to_zero(x: float, decimals: int) -> bool:
 
 def fixed(x, decimals: int = 2) -> str:
     """``x`` with ``decimals`` decimals and thousands separators; 0 when it rounds to 0."""
-    f = _finite(x)
+    f = number(x)
     if f is None:
         return "n/a"
     return "0" if rounds_to_zero(f, decimals) else f"{f:,.{decimals}f}"
@@ -35,7 +36,7 @@ def fixed(x, decimals: int = 2) -> str:
 def qty(x) -> str:
     """A quantity: 16,220 from a thousand up, else 4 significant digits (at most 6 decimals);
     0 when it rounds to 0."""
-    f = _finite(x)
+    f = number(x)
     if f is None:
         return "n/a"
     if rounds_to_zero(f, QTY_DECIMALS):
@@ -49,7 +50,7 @@ def qty(x) -> str:
 
 def usd(x) -> str:
     """$1.23M, $45.6k, $12.34: compact dollars; $0 when it rounds to a cent of 0."""
-    f = _finite(x)
+    f = number(x)
     if f is None:
         return "n/a"
     if rounds_to_zero(f, 2):
@@ -67,7 +68,7 @@ def usd(x) -> str:
 
 def pct(x, decimals: int = 4) -> str:
     """A fraction as a percentage with ``decimals`` decimals; 0 % when it rounds to 0."""
-    f = _finite(x)
+    f = number(x)
     if f is None:
         return "n/a"
     return "0%" if rounds_to_zero(100 * f, decimals) else f"{f:.{decimals}%}"

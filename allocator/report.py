@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import pandas as pd
 
 from allocator import figures
 from allocator.display import fixed, rounds_to_zero
+from allocator.display import number as _num
 from allocator.display import qty as fmt_qty
 from allocator.display import usd as format_usd
 from allocator.errors import Problem
@@ -523,14 +523,6 @@ def _fmt_objective(summary, key: str = "objective") -> str:
     if str(mode).startswith("cost"):
         return format_usd(v)
     return "0" if rounds_to_zero(v, 6) else f"{v:,.6g}"
-
-
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _isna(v) -> bool:
