@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_formulation import base, solve_case
 from test_verify import in_memory, result_for
 
@@ -142,3 +144,42 @@ def test_every_strategy_keeps_n_plus_1_per_region(case, optimum, tmp_path):
         result = allocator.solve(inst, strategy=strategy, time_limit_s=60)
         assert result.objective == pytest.approx(optimum + 1.0), strategy
         assert verify_schedule(inst, result.export(tmp_path / strategy)) == [], strategy
+
+
+@st.composite
+def redundant_instances(draw) -> dict:
+    """2-4 sites, 2-3 regions at random latencies (SLO 50 ms), one N+1 service, 2-3 periods."""
+    periods = draw(st.integers(2, 3))
+    sites = {f"s{i}": draw(st.sampled_from([1.0, 2.0, 3.0])) for i in range(draw(st.integers(2, 4)))}
+    regions = [f"r{k}" for k in range(draw(st.integers(2, 3)))]
+    # each region has one site within the 50 ms SLO for sure (validation requires one)
+    near = {r: draw(st.sampled_from(sorted(sites))) for r in regions}
+    links = [(s, r, 10.0 if near[r] == s else draw(st.sampled_from([10.0, 30.0, 60.0])))
+             for s in sites for r in regions]
+    data = _case(sites, links)
+    data["horizon"]["periods"] = periods
+    for s in data["sites"]:
+        s["pools"][0]["available"] = draw(st.integers(1, 6))
+    data["regions"] = [{"id": r} for r in regions]
+    data["services"][0]["demand"] = {
+        r: [float(draw(st.integers(0, 4)) * 75) for _ in range(periods)] for r in regions}
+    return data
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(redundant_instances())
+def test_random_redundant_schedules_verify(data):
+    """The optimum and the greedy plan of random N+1 instances pass the verifier's per-region
+    and all-regions checks."""
+    import allocator
+    from allocator.results import Schedule, summary_dict
+
+    inst = instance_from_dict(data)
+    result = allocator.solve(inst, explain=False)
+    assert result.status.has_schedule  # unserved demand is always an option
+    found = verify(inst, Schedule(frames=dict(result.frames), summary=summary_dict(result, fmt="csv")))
+    assert found.violations == [], "\n".join(map(str, found.violations))
+    plan = greedy_schedule(inst)
+    ev = evaluate(inst, {k: plan[k] for k in ("training", "inference_gpus", "inference")})
+    assert ev.violations == [], "\n".join(map(str, ev.violations))
+    assert ev.total_cost_usd >= result.objective - 1e-6 * max(1.0, abs(result.objective))
