@@ -445,7 +445,7 @@ def _redundancy(v, t, st, held, used_tok, served, cands, free_gpus, add_gpus) ->
         pools = {c[0]: c[3] for c in cands.get((v, r), [])}
         _cover_loss(v, t, pools, lambda f, r=r: f[1] == r, st, held, used_tok, served, cands,
                     free_gpus, add_gpus)
-    pools = {c[0]: c[3] for (vv, _r), cs in cands.items() if vv == v for c in cs}
+    pools = {c[0]: c[3] for r in regions for c in cands.get((v, r), [])}  # sites that may serve them
     _cover_loss(v, t, pools, lambda f: True, st, held, used_tok, served, cands, free_gpus, add_gpus)
 
 

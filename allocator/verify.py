@@ -606,32 +606,35 @@ def _evaluate_flows(ctx: _Ctx, fl: pd.DataFrame, ig: pd.DataFrame, held: np.ndar
     unserved_usd = float((mtok * ctx.penalty[:, None, None]).sum()) if V else 0.0
 
     # N+1, per region: for every region and every site within its SLO, the service's capacity
-    # at the other sites within that SLO >= what the region is served; and, with two or more
-    # regions, the capacity at the other sites >= all the service serves in the period
+    # at the other sites within that SLO >= what the region is served; and for all the
+    # regions demanded in a period at once, the capacity at the other sites that may serve
+    # one of them >= all the service serves in it
     if any(svc.redundancy for svc in ctx.services) and P:
         cap_vst = np.zeros((V, S, T))
         np.add.at(cap_vst.transpose(1, 0, 2), ctx.pool_site, cap.transpose(1, 0, 2))
         for vi, svc in enumerate(ctx.services):
             if not svc.redundancy:
                 continue
-            demanded = [ri for ri in range(R) if (ctx.demand[vi, ri] > 0).any() or (served_vrt[vi, ri] > 0).any()]
-            for ri in demanded:
-                near = [si for si in range(S) if _within_slo(ctx, svc, si, ri)]
-                caps = cap_vst[vi][near]  # (near sites, T)
-                rest = caps.sum(axis=0) - (caps.max(axis=0) if near else 0.0)
+            wanted = (ctx.demand[vi] > 0) | (served_vrt[vi] > 0)  # (R, T)
+            near = np.zeros((R, S), dtype=bool)
+            for ri in np.flatnonzero(wanted.any(axis=1)):
+                near[ri] = [_within_slo(ctx, svc, si, ri) for si in range(S)]
+                caps = np.where(near[ri][:, None], cap_vst[vi], 0.0)  # (S, T)
+                rest = caps.sum(axis=0) - caps.max(axis=0)
                 for ti in np.flatnonzero((served_vrt[vi, ri] > ATOL_TOKENS)
                                          & _over(served_vrt[vi, ri], rest, ATOL_TOKENS)):
                     out("inference-redundancy", f"service {svc.id}, region {ctx.regions[ri].id}, period {ti}",
                         f"serves {_fmt(served_vrt[vi, ri, ti])} tokens/s but losing its largest site within "
                         f"the SLO leaves capacity for {_fmt(rest[ti])} within it (N+1)")
-            if len(demanded) < 2:
-                continue
-            rest_all = cap_vst[vi].sum(axis=0) - cap_vst[vi].max(axis=0)
             served_t = served_vrt[vi].sum(axis=0)
-            for ti in np.flatnonzero((served_t > ATOL_TOKENS) & _over(served_t, rest_all, ATOL_TOKENS)):
-                out("inference-redundancy", f"service {svc.id}, period {ti}",
-                    f"serves {_fmt(served_t[ti])} tokens/s in all but losing its largest site leaves "
-                    f"capacity for {_fmt(rest_all[ti])} (N+1)")
+            for ti in np.flatnonzero(served_t > ATOL_TOKENS):
+                useful = near[wanted[:, ti]].any(axis=0)  # sites that may serve a region of t
+                caps = np.where(useful, cap_vst[vi, :, ti], 0.0)
+                rest_all = caps.sum() - caps.max()
+                if _over(served_t[ti], rest_all, ATOL_TOKENS):
+                    out("inference-redundancy", f"service {svc.id}, period {ti}",
+                        f"serves {_fmt(served_t[ti])} tokens/s in all but losing its largest site leaves "
+                        f"capacity for {_fmt(rest_all)} at the sites that may serve its regions (N+1)")
 
     # traffic and egress over each flow's site -> region route
     gbps = np.zeros((S, max(R, 1), T))

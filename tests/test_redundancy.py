@@ -119,6 +119,19 @@ def test_verifier_checks_a_shared_survivor_against_all_regions():
     assert [(v.rule, v.where) for v in found] == [("inference-redundancy", "service W, period 0")]
 
 
+def test_capacity_that_can_serve_no_demanded_region_is_no_failover():
+    # as above, plus site Z ($1) 10 ms from region P, which has no demand: 2 GPUs held at Z
+    # can carry none of R's or Q's traffic, so losing A leaves C's 100 tok/s for their 200
+    data = shared_failover_case()
+    data["sites"].append(_site("Z", 1.0))
+    data["regions"].append({"id": "P"})
+    data["links"].append({"a": "Z", "b": "P", "latency_ms": 10})
+    inst = instance_from_dict(data)
+    dec = _decisions({"A": 2, "C": 1, "Z": 2}, [("R", "A", 100.0), ("Q", "A", 100.0)])
+    found = verify(inst, in_memory(result_for(inst, dec))).violations
+    assert [(v.rule, v.where) for v in found] == [("inference-redundancy", "service W, period 0")]
+
+
 @pytest.mark.parametrize("case", [no_failover_case, failover_case, shared_failover_case])
 def test_greedy_plan_keeps_n_plus_1_per_region(case):
     inst = instance_from_dict(case())

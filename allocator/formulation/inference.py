@@ -26,7 +26,9 @@ Constraints
                       in t, every site s that may serve v in t): the surviving sites together
                       can carry all of v's served traffic at once (a surviving site shared by
                       several regions is not counted once per region):
-        sum_{s' != s, g} tps(v,s',g) * gpus_inf[v,s',g,t] + sum_r unserved[v,r,t] >= sum_r demand(v,r,t)
+        sum_{(v,s',g,t) in SERVICE_PERIODS, s' != s} tps(v,s',g) * gpus_inf[v,s',g,t] + sum_r unserved[v,r,t]
+            >= sum_r demand(v,r,t)
+        (SERVICE_PERIODS holds only the pools that may serve a region demanded in t)
     Both are conditions for re-routing v's served traffic over the surviving sites within the
     SLO after any one site is lost (a transportation problem; by Hall's theorem it is feasible
     iff every set of regions fits the surviving capacity within its SLO): the rows are those
