@@ -26,9 +26,9 @@ Constraints
                       in t, every site s that may serve v in t): the surviving sites together
                       can carry all of v's served traffic at once (a surviving site shared by
                       several regions is not counted once per region):
-        sum_{(v,s',g,t) in SERVICE_PERIODS, s' != s} tps(v,s',g) * gpus_inf[v,s',g,t] + sum_r unserved[v,r,t]
-            >= sum_r demand(v,r,t)
-        (SERVICE_PERIODS holds only the pools that may serve a region demanded in t)
+        sum_{(s',g) in reach(v,r) for some demanded r, s' != s} tps(v,s',g) * gpus_inf[v,s',g,t]
+            + sum_r unserved[v,r,t] >= sum_r demand(v,r,t)
+        (capacity that can serve none of the regions demanded in t is no failover)
     Both are conditions for re-routing v's served traffic over the surviving sites within the
     SLO after any one site is lost (a transportation problem; by Hall's theorem it is feasible
     iff every set of regions fits the surviving capacity within its SLO): the rows are those
@@ -137,14 +137,13 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
         regions_of: dict[tuple, list] = {}
         for (v, r, t) in reach:
             regions_of.setdefault((v, t), []).append(r)
-        cap_by_vt: dict[tuple, list] = {}
-        for (v, s, g, t), (cs, xs) in inf_terms.items():
-            if v in red and len(regions_of.get((v, t), ())) > 1:
-                for c, x in zip(cs, xs, strict=True):
-                    cap_by_vt.setdefault((v, t), []).append((s, tps[v, s, g] / KTOK * c, x))
-        for (v, t), caps in cap_by_vt.items():
-            uns = [model.unserved[v, r, t] for r in regions_of[v, t]]
-            total = sum(kdem[v, r, t] for r in regions_of[v, t])
+        for (v, t), regions in regions_of.items():
+            if len(regions) < 2:
+                continue  # one region: its own rows say it all
+            # the pools that may serve one of the regions, each once
+            caps = list({id(x): (s, c, x) for r in regions for s, c, x in reach[v, r, t]}.values())
+            uns = [model.unserved[v, r, t] for r in regions]
+            total = sum(kdem[v, r, t] for r in regions)
             for lost in sorted({s for s, _, _ in caps}):
                 other = [(c, x) for s, c, x in caps if s != lost]
                 all_rows[v, lost, t] = linear(
