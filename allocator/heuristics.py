@@ -12,7 +12,8 @@ Inference is planned after the mandatory jobs, period by period: each (service, 
 demand goes to the cheapest reachable pools (idle capacity of GPUs the service already holds
 first, then whole GPUs added while a GPU costs less than the penalty for the tokens it would
 serve), within free GPUs, power and link bandwidth. A service with N+1 redundancy then gets
-GPUs at other sites (or serves less) until losing its largest site leaves enough capacity.
+GPUs at other sites (or serves less) until, for each region, losing its largest site within
+the region's SLO leaves enough capacity there, and losing any site leaves enough for all.
 Optional jobs come last, each placed only if it costs less than its value.
 
 ``greedy_schedule(inst, index=None)`` returns the decision tables of docs/schedule-format.md
