@@ -26,7 +26,7 @@ import numpy as np
 from allocator.errors import InputError, Problem
 from allocator.io import load_instance, origin_of
 from allocator.network import Network
-from allocator.schema import Instance, Site, TrainingJob, series_list
+from allocator.schema import RANGES, Instance, Site, TrainingJob, series_list
 
 ERROR, WARNING = "error", "warning"
 
@@ -78,6 +78,8 @@ RULES: dict[str, tuple[str, str]] = {
     "node-shared": (WARNING, "entities of different kinds share one network node"),
 }
 
+# legal but unusual: above these a value draws a warning (the one range table, schema.RANGES)
+USUAL = {name: r.usual for name, r in RANGES.items() if r.usual is not None}
 POWER_EXCESS_FACTOR = 10.0  # warn when the ceiling exceeds this multiple of the full GPU draw
 
 
@@ -338,7 +340,7 @@ class _Validator:
 
     def check_gpu_types(self) -> None:
         for g in self.inst.gpu_types:
-            if g.power_kw > 5:
+            if g.power_kw > USUAL["power_kw"]:
                 self.add("unit-suspect", "gpu_types", g.id,
                          f"power_kw: {_fmt(g.power_kw)} kW per GPU is more than any GPU draws",
                          "power_kw is in kW per GPU (a 700 W GPU is 0.7, about 1.0 with its server share)")
@@ -366,8 +368,8 @@ class _Validator:
             if not s.pools:
                 self.add("site-no-pools", "sites", s.id, "pools: none, so nothing can run here",
                          "add pools or remove the site", index=si)
-            if s.pue > 2:
-                self.add("pue-high", "sites", s.id, f"pue: {_fmt(s.pue)} is above 2",
+            if s.pue > USUAL["pue"]:
+                self.add("pue-high", "sites", s.id, f"pue: {_fmt(s.pue)} is above {_fmt(USUAL['pue'])}",
                          "check it: modern data centers run at 1.1 to 1.6", index=si)
             for pi, p in enumerate(s.pools):
                 tag = f"pools[{pi}] ({p.gpu_type})"
@@ -388,7 +390,7 @@ class _Validator:
                              "ondemand_price_usd_per_gpu_h 0", "set the on-demand price", index=si)
                 for name, price in (("reserved_price_usd_per_gpu_h", p.reserved_price_usd_per_gpu_h),
                                     ("ondemand_price_usd_per_gpu_h", p.ondemand_price_usd_per_gpu_h)):
-                    if price > 100:
+                    if price > USUAL[name]:
                         self.add("unit-suspect", "sites", s.id,
                                  f"{tag}.{name}: {_fmt(price)} $ per GPU-hour is far above any list price",
                                  "the price is per GPU and per hour (divide a node price by its GPUs)",
@@ -412,7 +414,7 @@ class _Validator:
                               0 < _mean(s.carbon_g_per_kwh) < 1,
                               "looks like kg/kWh; the field is gCO2/kWh (multiply by 1000)")
             self._unit_series(si, s, "carbon_g_per_kwh", s.carbon_g_per_kwh,
-                              _mean(s.carbon_g_per_kwh) > 2000,
+                              _mean(s.carbon_g_per_kwh) > USUAL["carbon_g_per_kwh"],
                               "is above any grid's intensity; the field is gCO2/kWh")
 
     def _unit_series(self, si: int, s: Site, name: str, value, cond: bool, fix: str) -> None:
@@ -449,11 +451,11 @@ class _Validator:
                 self.add("duplicate-link", "links", lid,
                          "a second link between the same two nodes; only the lower latency one is used",
                          "keep one link per pair of nodes", index=li)
-            if link.latency_ms > 1000:
+            if link.latency_ms > USUAL["latency_ms"]:
                 self.add("unit-suspect", "links", lid,
                          f"latency_ms: {_fmt(link.latency_ms)} ms is more than a round trip around the world",
                          "latency is in milliseconds", index=li)
-            if link.egress_usd_per_gb > 1:
+            if link.egress_usd_per_gb > USUAL["egress_usd_per_gb"]:
                 self.add("unit-suspect", "links", lid,
                          f"egress_usd_per_gb: {_fmt(link.egress_usd_per_gb)} $/GB is far above cloud "
                          "egress prices (0.01 to 0.12)", "the price is per GB", index=li)
