@@ -193,3 +193,23 @@ def test_instance_at_the_range_limits_is_solved(extra, tmp_path):
     folder = export_result(result, tmp_path / "s")
     ver = verify(inst, folder)
     assert ver.ok, ver.violations[:5]
+
+
+def _ranges_table() -> str:
+    def f(x):
+        if x == int(x) and abs(x) < 1e7:
+            return f"{int(x):_}" if x >= 10000 else str(int(x))
+        return f"{x:g}"
+
+    rows = ["| field | unit | accepted | warning above |", "| --- | --- | --- | --- |"]
+    for name, r in RANGES.items():
+        lo = ("> " if r.lo_open else ">= ") + f(r.lo)
+        rows.append(f"| {name} | {r.unit} | {lo}, <= {f(r.hi)}{' (whole)' if r.whole else ''} | "
+                    f"{f(r.usual) if r.usual is not None else '-'} |")
+    return "\n".join(rows)
+
+
+@pytest.mark.parametrize("page", ["validation.md", "instance-format.md"])
+def test_docs_list_the_ranges_of_the_code(page):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+    assert _ranges_table() in doc
