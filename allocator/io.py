@@ -1100,7 +1100,7 @@ def _describe(err: dict, kind: str, value: Any, rest: list, path: tuple, data: A
         known = _known_fields(path, data)
         close = difflib.get_close_matches(leaf, known, n=1, cutoff=0.6)
         fix = f"did you mean {close[0]!r}?" if close else "remove it or fix its spelling"
-        return f"unknown field (value {_short(value) if not isinstance(value, str) else excerpt(value)})", fix
+        return f"unknown field (value {_short(value)})", fix
     if kind == "invalid_key":
         return f"key {_short(value)} is not text", "write keys as text (quote numbers)"
     if kind == "value_error":
@@ -1169,6 +1169,10 @@ def _known_fields(path: tuple, data: Any) -> list[str]:
 
 
 def _short(value: Any) -> str:
+    """A value for a message: text as a short excerpt (it may be a secret), a mapping by its
+    first keys, anything else by its repr cut to 60 characters."""
+    if isinstance(value, str):
+        return excerpt(value)
     if isinstance(value, dict):
         keys = ", ".join(map(str, list(value)[:4]))
         return "{" + keys + (", ..." if len(value) > 4 else "") + "}"

@@ -213,3 +213,29 @@ def _ranges_table() -> str:
 def test_docs_list_the_ranges_of_the_code(page):
     doc = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
     assert _ranges_table() in doc
+
+
+@pytest.mark.parametrize("budget", [False, True])
+def test_longest_job_at_the_largest_gang_and_price(budget, tmp_path):
+    # 10 million GPUs x 1e6 hours x 1e4 $ per GPU-hour: a start column costing 1e17 $, in the
+    # objective and (with a budget) in the budget row; 1345 periods of 744 h hold the 1e6 h run
+    data = yaml.safe_load(BASE.read_text())
+    data["horizon"].update(periods=1345, period_hours=HI["period_hours"])
+    data["sites"][0]["pools"][0].update(available=MAX_GPUS, reserved=0, reserved_price_usd_per_gpu_h=1e4,
+                                        ondemand_price_usd_per_gpu_h=HI["ondemand_price_usd_per_gpu_h"])
+    data["sites"][0]["power_cap_mw"] = HI["power_cap_mw"]
+    data["gpu_types"][0]["power_kw"] = 0.01  # 1e7 x 0.01 kW x PUE 1.2 = 120 MW
+    data["jobs"][0]["options"][0].update(gpus=MAX_GPUS, hours=HI["hours"])
+    data["services"][0]["demand"] = {"users-us": 0}
+    if budget:
+        data["budget_usd"] = HI["budget_usd"]
+    inst = instance_from_dict(data, source="extremes")
+    result = allocator.solve(inst, time_limit_s=60, strategy="mip")
+    if budget:  # 1e17 $ of a mandatory job cannot fit a 1e15 $ budget: a verdict, not a rejection
+        assert result.status.value == "infeasible", (result.status, result.message)
+        return
+    assert result.status.value == "optimal", (result.status, result.message)
+    # the run occupies ceil(1e6 / 744) = 1345 whole periods = 1,000,680 h, paid on demand:
+    # 1e7 GPUs x 1e4 $ x 1,000,680 h = 1.00068e17 $ (no energy price, no carbon price)
+    assert result.objective == pytest.approx(1.00068e17, rel=1e-9)
+    assert verify(inst, export_result(result, tmp_path / "s")).ok
