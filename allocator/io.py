@@ -619,137 +619,152 @@ def _by_id(items: list) -> dict[str, dict]:
 
 def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem],
                  origin: dict[tuple, str]) -> None:
-    df = _frame_from_any(df, key)
-    if key == "links_csv":
-        if not _require(df, ("a", "b", "latency_ms"), key, problems):
-            return
-        links = _items(data, "links")
-        if links is None:
-            return
-        links = list(links)
-        seen: dict[tuple, str] = {}
-        for i in range(len(df)):
-            rec = {"a": _cell(df, i, "a", "str", problems), "b": _cell(df, i, "b", "str", problems),
-                   "latency_ms": _cell(df, i, "latency_ms", "float", problems)}
-            if _repeated(seen, tuple(sorted((str(rec["a"]), str(rec["b"])))), df, i, "a, b", problems):
-                continue
-            for col in ("bandwidth_gbps", "egress_usd_per_gb"):
+    """Merge one table (a CSV read or a caller's DataFrame) into the instance mapping."""
+    merge = {"links_csv": _merge_links, "jobs_csv": _merge_jobs, "demand_csv": _merge_demand,
+             "site_series_csv": _merge_site_series}[key]
+    merge(data, key, _frame_from_any(df, key), problems, origin)
+
+
+def _merge_links(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """links.csv: one link per row; a pair of nodes once (in either order)."""
+    if not _require(df, ("a", "b", "latency_ms"), key, problems):
+        return
+    links = _items(data, "links")
+    if links is None:
+        return
+    links = list(links)
+    seen: dict[tuple, str] = {}
+    for i in range(len(df)):
+        rec = {"a": _cell(df, i, "a", "str", problems), "b": _cell(df, i, "b", "str", problems),
+               "latency_ms": _cell(df, i, "latency_ms", "float", problems)}
+        if _repeated(seen, tuple(sorted((str(rec["a"]), str(rec["b"])))), df, i, "a, b", problems):
+            continue
+        for col in ("bandwidth_gbps", "egress_usd_per_gb"):
+            if col in df.columns:
+                val = _cell(df, i, col, "float", problems, required=False)
+                if val is not None:
+                    rec[col] = val
+        origin[("links", len(links))] = _row_name(df, i)
+        links.append(rec)
+    _unknown_columns(df, ("a", "b", "latency_ms", "bandwidth_gbps", "egress_usd_per_gb"), problems)
+    data["links"] = links
+
+
+def _merge_jobs(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """jobs.csv: one row per (job, execution option); job fields from its first row."""
+    if not _require(df, ("id",), key, problems):
+        return
+    jobs = _items(data, "jobs")
+    if jobs is None:
+        return
+    jobs = list(jobs)
+    by_id: dict[str, dict] = {}
+    index: dict[str, int] = {}
+    seen = {}
+    spec = {"profile": "str", "tokens_t": "float", "release_period": "int", "deadline_period": "int",
+            "deadline": "str", "tardiness_usd_per_h": "float", "mandatory": "bool", "value_usd": "float",
+            "allowed_sites": "list", "allowed_zones": "list", "dataset_source": "str",
+            "dataset_tb": "float", "predecessors": "list"}
+    has_options = all(c in df.columns for c in JOB_OPTION_COLUMNS)
+    for i in range(len(df)):
+        jid = _cell(df, i, "id", "str", problems)
+        if jid is None:
+            continue
+        job = by_id.get(jid)
+        if job is None:
+            job = {"id": jid, "options": []}
+            for col, kind in spec.items():
                 if col in df.columns:
-                    val = _cell(df, i, col, "float", problems, required=False)
-                    if val is not None:
-                        rec[col] = val
-            origin[("links", len(links))] = _row_name(df, i)
-            links.append(rec)
-        _unknown_columns(df, ("a", "b", "latency_ms", "bandwidth_gbps", "egress_usd_per_gb"), problems)
-        data["links"] = links
-    elif key == "jobs_csv":
-        if not _require(df, ("id",), key, problems):
-            return
-        jobs = _items(data, "jobs")
-        if jobs is None:
-            return
-        jobs = list(jobs)
-        by_id: dict[str, dict] = {}
-        index: dict[str, int] = {}
-        seen = {}
-        spec = {"profile": "str", "tokens_t": "float", "release_period": "int", "deadline_period": "int",
-                "deadline": "str", "tardiness_usd_per_h": "float", "mandatory": "bool", "value_usd": "float",
-                "allowed_sites": "list", "allowed_zones": "list", "dataset_source": "str",
-                "dataset_tb": "float", "predecessors": "list"}
-        has_options = all(c in df.columns for c in JOB_OPTION_COLUMNS)
-        for i in range(len(df)):
-            jid = _cell(df, i, "id", "str", problems)
-            if jid is None:
+                    v = _cell(df, i, col, kind, problems, required=False)
+                    if v is not None:
+                        job[col] = v
+            index[jid] = len(jobs)
+            origin[("jobs", len(jobs))] = _row_name(df, i)
+            by_id[jid] = job
+            jobs.append(job)
+        if has_options and df.cols["gpu_type"][i].strip():
+            option = (jid, df.cols["gpu_type"][i].strip(), df.cols["gpus"][i].strip())
+            if _repeated(seen, option, df, i, "id, gpu_type, gpus", problems):
                 continue
-            job = by_id.get(jid)
-            if job is None:
-                job = {"id": jid, "options": []}
-                for col, kind in spec.items():
-                    if col in df.columns:
-                        v = _cell(df, i, col, kind, problems, required=False)
-                        if v is not None:
-                            job[col] = v
-                index[jid] = len(jobs)
-                origin[("jobs", len(jobs))] = _row_name(df, i)
-                by_id[jid] = job
-                jobs.append(job)
-            if has_options and df.cols["gpu_type"][i].strip():
-                key = (jid, df.cols["gpu_type"][i].strip(), df.cols["gpus"][i].strip())
-                if _repeated(seen, key, df, i, "id, gpu_type, gpus", problems):
-                    continue
-                origin[("jobs", index[jid], "options", len(job["options"]))] = _row_name(df, i)
-                job["options"].append({"gpu_type": _cell(df, i, "gpu_type", "str", problems),
-                                       "gpus": _cell(df, i, "gpus", "int", problems),
-                                       "hours": _cell(df, i, "hours", "float", problems)})
-        for job in by_id.values():
-            if not job["options"]:
-                del job["options"]
-        _unknown_columns(df, ("id", *spec, *JOB_OPTION_COLUMNS), problems)
-        data["jobs"] = jobs
-    elif key == "demand_csv":
-        if not _require(df, ("service", "region", "period", "tokens_per_s"), key, problems):
-            return
-        _unknown_columns(df, ("service", "region", "period", "tokens_per_s"), problems)
-        periods = _periods(data)
-        services = _items(data, "services")
-        if services is None or periods is None:
-            return  # the schema reports the horizon or the services
-        by_id = _by_id(services)
-        pos = {id(s): k for k, s in enumerate(services)}
-        seen = {}
-        for i in range(len(df)):
-            sid = _cell(df, i, "service", "str", problems)
-            rid = _cell(df, i, "region", "str", problems)
-            t = _cell(df, i, "period", "int", problems)
-            val = _cell(df, i, "tokens_per_s", "float", problems)
-            if None in (sid, rid, t, val):
+            origin[("jobs", index[jid], "options", len(job["options"]))] = _row_name(df, i)
+            job["options"].append({"gpu_type": _cell(df, i, "gpu_type", "str", problems),
+                                   "gpus": _cell(df, i, "gpus", "int", problems),
+                                   "hours": _cell(df, i, "hours", "float", problems)})
+    for job in by_id.values():
+        if not job["options"]:
+            del job["options"]
+    _unknown_columns(df, ("id", *spec, *JOB_OPTION_COLUMNS), problems)
+    data["jobs"] = jobs
+
+
+def _merge_demand(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """demand.csv: tokens/s per (service, region, period), each key once."""
+    if not _require(df, ("service", "region", "period", "tokens_per_s"), key, problems):
+        return
+    _unknown_columns(df, ("service", "region", "period", "tokens_per_s"), problems)
+    periods = _periods(data)
+    services = _items(data, "services")
+    if services is None or periods is None:
+        return  # the schema reports the horizon or the services
+    by_id = _by_id(services)
+    pos = {id(s): k for k, s in enumerate(services)}
+    seen = {}
+    for i in range(len(df)):
+        sid = _cell(df, i, "service", "str", problems)
+        rid = _cell(df, i, "region", "str", problems)
+        t = _cell(df, i, "period", "int", problems)
+        val = _cell(df, i, "tokens_per_s", "float", problems)
+        if None in (sid, rid, t, val):
+            continue
+        where = _row_name(df, i)
+        if sid not in by_id:
+            problems.append(Problem("file", where, f"column service: {sid!r} is not defined under services",
+                                    _fix_unknown(sid, by_id, "service"), rule="unknown-service"))
+            continue
+        if not _in_range(t, periods, where, problems):
+            continue
+        if _repeated(seen, (sid, rid, t), df, i, "service, region, period", problems):
+            continue
+        dem = by_id[sid].setdefault("demand", {})
+        if not isinstance(dem, dict):
+            continue  # the schema reports a demand that is not a mapping
+        dem[rid] = _set_at(dem.get(rid), t, val, periods)
+        origin[("services", pos[id(by_id[sid])], "demand", rid, t)] = where
+
+
+def _merge_site_series(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """site_series.csv: per (site, period) values of the series fields, each key once."""
+    if not _require(df, ("site", "period"), key, problems):
+        return
+    fields = [c for c in SERIES_FIELDS if c in df.columns]
+    _unknown_columns(df, ("site", "period", *SERIES_FIELDS), problems)
+    periods = _periods(data)
+    sites = _items(data, "sites")
+    if sites is None or periods is None:
+        return  # the schema reports the horizon or the sites
+    by_id = _by_id(sites)
+    pos = {id(s): k for k, s in enumerate(sites)}
+    seen = {}
+    for i in range(len(df)):
+        sid = _cell(df, i, "site", "str", problems)
+        t = _cell(df, i, "period", "int", problems)
+        if sid is None or t is None:
+            continue
+        where = _row_name(df, i)
+        if sid not in by_id:
+            problems.append(Problem("file", where, f"column site: {sid!r} is not defined under sites",
+                                    _fix_unknown(sid, by_id, "site"), rule="unknown-site"))
+            continue
+        if not _in_range(t, periods, where, problems):
+            continue
+        if _repeated(seen, (sid, t), df, i, "site, period", problems):
+            continue
+        for f in fields:
+            val = _cell(df, i, f, "float", problems, required=False)
+            if val is None:
                 continue
-            where = _row_name(df, i)
-            if sid not in by_id:
-                problems.append(Problem("file", where, f"column service: {sid!r} is not defined under services",
-                                        _fix_unknown(sid, by_id, "service"), rule="unknown-service"))
-                continue
-            if not _in_range(t, periods, where, problems):
-                continue
-            if _repeated(seen, (sid, rid, t), df, i, "service, region, period", problems):
-                continue
-            dem = by_id[sid].setdefault("demand", {})
-            if not isinstance(dem, dict):
-                continue  # the schema reports a demand that is not a mapping
-            dem[rid] = _set_at(dem.get(rid), t, val, periods)
-            origin[("services", pos[id(by_id[sid])], "demand", rid, t)] = where
-    elif key == "site_series_csv":
-        if not _require(df, ("site", "period"), key, problems):
-            return
-        fields = [c for c in SERIES_FIELDS if c in df.columns]
-        _unknown_columns(df, ("site", "period", *SERIES_FIELDS), problems)
-        periods = _periods(data)
-        sites = _items(data, "sites")
-        if sites is None or periods is None:
-            return  # the schema reports the horizon or the sites
-        by_id = _by_id(sites)
-        pos = {id(s): k for k, s in enumerate(sites)}
-        seen = {}
-        for i in range(len(df)):
-            sid = _cell(df, i, "site", "str", problems)
-            t = _cell(df, i, "period", "int", problems)
-            if sid is None or t is None:
-                continue
-            where = _row_name(df, i)
-            if sid not in by_id:
-                problems.append(Problem("file", where, f"column site: {sid!r} is not defined under sites",
-                                        _fix_unknown(sid, by_id, "site"), rule="unknown-site"))
-                continue
-            if not _in_range(t, periods, where, problems):
-                continue
-            if _repeated(seen, (sid, t), df, i, "site, period", problems):
-                continue
-            for f in fields:
-                val = _cell(df, i, f, "float", problems, required=False)
-                if val is None:
-                    continue
-                by_id[sid][f] = _set_at(by_id[sid].get(f), t, val, periods)
-                origin[("sites", pos[id(by_id[sid])], f, t)] = where
+            by_id[sid][f] = _set_at(by_id[sid].get(f), t, val, periods)
+            origin[("sites", pos[id(by_id[sid])], f, t)] = where
 
 
 def _repeated(seen: dict[tuple, str], key: tuple, df: _Table, i: int, columns: str,
