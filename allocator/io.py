@@ -344,7 +344,7 @@ def read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        what = excerpt(getattr(exc, "problem", None) or str(exc).splitlines()[0], 160, quote=False)
         if isinstance(exc, yaml.constructor.ConstructorError):
             msg, fix, rule = (f"YAML tag not allowed: {what}",
                               "write plain values: tags that build objects are never loaded", "yaml-tag")
@@ -355,7 +355,7 @@ def read_yaml(path: Path) -> Any:
         loader.dispose()
     if loader.duplicates:
         raise InputError([Problem("file", f"{path.name} line {line}",
-                                  f"key {key!r} is given twice in one mapping (first at line {first})",
+                                  f"key {excerpt(key)} is given twice in one mapping (first at line {first})",
                                   "keep one: YAML would silently use the last", rule="yaml-duplicate-key")
                           for key, line, first in loader.duplicates], source=name)
     return data
@@ -718,7 +718,7 @@ def _merge_demand(data: dict, key: str, df: _Table, problems: list[Problem], ori
             continue
         where = _row_name(df, i)
         if sid not in by_id:
-            problems.append(Problem("file", where, f"column service: {sid!r} is not defined under services",
+            problems.append(Problem("file", where, f"column service: {excerpt(sid)} is not defined under services",
                                     _fix_unknown(sid, by_id, "service"), rule="unknown-service"))
             continue
         if not _in_range(t, periods, where, problems):
@@ -752,7 +752,7 @@ def _merge_site_series(data: dict, key: str, df: _Table, problems: list[Problem]
             continue
         where = _row_name(df, i)
         if sid not in by_id:
-            problems.append(Problem("file", where, f"column site: {sid!r} is not defined under sites",
+            problems.append(Problem("file", where, f"column site: {excerpt(sid)} is not defined under sites",
                                     _fix_unknown(sid, by_id, "site"), rule="unknown-site"))
             continue
         if not _in_range(t, periods, where, problems):
