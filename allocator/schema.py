@@ -57,11 +57,11 @@ MAX_GPUS = 10_000_000  # GPUs in one pool or one gang: 10 million
 RANGES: dict[str, Range] = {
     # horizon
     "periods": Range(0, MAX_PERIODS, "periods", lo_open=True, whole=True),
-    "period_hours": Range(0, 744, "hours (744 = 31 days)", lo_open=True),
+    "period_hours": Range(0, 744, "hours (744 = 31 days)", lo_open=True, usual=168),
     # GPU types
     "power_kw": Range(0, 10_000, "kW per GPU", lo_open=True, usual=5),  # watts typed as kW: warned
-    "memory_gb": Range(0, 10_000, "GB per GPU"),
-    "relative_throughput": Range(0, 1_000, "x H100", lo_open=True),
+    "memory_gb": Range(0, 10_000, "GB per GPU", usual=1_000),
+    "relative_throughput": Range(0, 1_000, "x H100", lo_open=True, usual=20),
     # pools and sites
     "available": Range(0, MAX_GPUS, "GPUs", whole=True),
     "reserved": Range(0, MAX_GPUS, "GPUs", whole=True),
@@ -69,30 +69,30 @@ RANGES: dict[str, Range] = {
     "ondemand_price_usd_per_gpu_h": Range(0, 10_000, "$ per GPU-hour", usual=100),
     "power_cap_mw": Range(0, 100_000, "MW"),
     "pue": Range(1, 5, "ratio", usual=2),
-    "energy_price_usd_per_mwh": Range(0, 100_000, "$/MWh"),
+    "energy_price_usd_per_mwh": Range(0, 100_000, "$/MWh", usual=5_000),
     "carbon_g_per_kwh": Range(0, 5_000, "gCO2/kWh", usual=2_000),
     # links
     "latency_ms": Range(0, 100_000, "ms", usual=1_000),
-    "bandwidth_gbps": Range(0, 10_000_000, "Gb/s", lo_open=True),
+    "bandwidth_gbps": Range(0, 10_000_000, "Gb/s", lo_open=True, usual=100_000),
     "egress_usd_per_gb": Range(0, 1_000, "$/GB", usual=1),
     # jobs
     "gpus": Range(0, MAX_GPUS, "GPUs", lo_open=True, whole=True),
-    "hours": Range(0, 1_000_000, "hours", lo_open=True),
+    "hours": Range(0, 1_000_000, "hours", lo_open=True, usual=100_000),
     "tokens_t": Range(0, 1_000_000, "trillion tokens", lo_open=True),
     "release_period": Range(0, MAX_PERIODS, "periods, counted from 0", whole=True),
     "deadline_period": Range(1, MAX_PERIODS, "periods, counted from 0", whole=True),
     "tardiness_usd_per_h": Range(0, 1e9, "$ per hour late"),
     "value_usd": Range(0, 1e12, "$"),
-    "dataset_tb": Range(0, 1_000_000, "TB"),
+    "dataset_tb": Range(0, 1_000_000, "TB", usual=100_000),
     "site_cost_usd": Range(0, 1e12, "$"),
     # services
-    "tokens_per_s_per_gpu": Range(0, 10_000_000, "tokens/s per GPU", lo_open=True),
-    "latency_slo_ms": Range(0, 100_000, "ms", lo_open=True),
-    "bytes_per_token": Range(0, 1_000_000, "bytes"),
-    "unserved_usd_per_mtok": Range(0, 1_000_000, "$ per million tokens"),
+    "tokens_per_s_per_gpu": Range(0, 10_000_000, "tokens/s per GPU", lo_open=True, usual=100_000),
+    "latency_slo_ms": Range(0, 100_000, "ms", lo_open=True, usual=10_000),
+    "bytes_per_token": Range(0, 1_000_000, "bytes", usual=1_000),
+    "unserved_usd_per_mtok": Range(0, 1_000_000, "$ per million tokens", usual=1_000),
     "demand": Range(0, 1e12, "tokens/s"),
     # instance
-    "carbon_price_usd_per_t": Range(0, 100_000, "$ per tCO2"),
+    "carbon_price_usd_per_t": Range(0, 100_000, "$ per tCO2", usual=1_000),
     "budget_usd": Range(0, 1e15, "$"),
     # AI model profiles
     "gpu_hours_h100": Range(0, 1e12, "H100 GPU-hours", lo_open=True),

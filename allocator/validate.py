@@ -27,6 +27,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+from pydantic import BaseModel
 
 from allocator.eligibility import (
     gang_fits,
@@ -87,6 +88,7 @@ RULES: dict[str, tuple[str, str]] = {
     "redundancy-one-site": (WARNING, "N+1 redundancy but only one site can serve a region"),
     "tokens-without-profile": (WARNING, "tokens_t given but no profile to use it"),
     "unit-suspect": (WARNING, "a value whose size suggests a different unit"),
+    "value-unusual": (WARNING, "a value inside its range but above what is usual for the field"),
     "link-self-loop": (WARNING, "a link from a node to itself"),
     "duplicate-link": (WARNING, "two links between the same nodes (the faster is used)"),
     "node-shared": (WARNING, "entities of different kinds share one network node"),
@@ -94,6 +96,9 @@ RULES: dict[str, tuple[str, str]] = {
 
 # legal but unusual: above these a value draws a warning (the one range table, schema.RANGES)
 USUAL = {name: r.usual for name, r in RANGES.items() if r.usual is not None}
+# fields whose unusual values have a warning of their own, with a fix that names the likely unit
+_TAILORED = {"power_kw", "reserved_price_usd_per_gpu_h", "ondemand_price_usd_per_gpu_h", "pue",
+             "carbon_g_per_kwh", "latency_ms", "egress_usd_per_gb"}
 POWER_EXCESS_FACTOR = 10.0  # warn when the ceiling exceeds this multiple of the full GPU draw
 
 
@@ -776,6 +781,46 @@ def _check_budget(cx: _Context) -> None:
                f"({fixed:,.0f} $ over the horizon)", "raise the budget or reserve fewer GPUs")
 
 
+def _check_unusual(cx: _Context) -> None:
+    """value-unusual: a field above the ``usual`` of its range (schema.RANGES), for the fields
+    without a warning of their own; a series or mapping is judged by its largest value."""
+    def largest(value) -> float | None:
+        if isinstance(value, dict):
+            value = [largest(v) for v in value.values()]
+        if isinstance(value, list):
+            vals = [v for v in (largest(v) for v in value) if v is not None]
+            return max(vals, default=None)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def walk(model, entity: str, eid: str, index: int | None, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+                for k, item in enumerate(value):
+                    label = getattr(item, "id", None) or getattr(item, "gpu_type", None) or k
+                    walk(item, entity, eid, index, f"{prefix}{name}[{label}].")
+                continue
+            if name in _TAILORED or name not in USUAL:
+                continue
+            top = largest(value)
+            if top is not None and top > USUAL[name]:
+                r = RANGES[name]
+                cx.add("value-unusual", entity, eid,
+                       f"{prefix}{name}: {_fmt(top)} {r.unit} is above the usual {_fmt(r.usual)}",
+                       f"check the value and its unit; up to {_fmt(r.hi)} is accepted", index=index)
+
+    walk(cx.inst.horizon, "horizon", "-", None, "")
+    for key in ("gpu_types", "sites", "links", "jobs", "services"):
+        for i, item in enumerate(getattr(cx.inst, key)):
+            eid = getattr(item, "id", None) or f"{getattr(item, 'a', '')}-{getattr(item, 'b', '')}"
+            walk(item, key, eid, i, "")
+    top = cx.inst.carbon_price_usd_per_t
+    if top > USUAL["carbon_price_usd_per_t"]:
+        cx.add("value-unusual", "instance", cx.inst.name,
+               f"carbon_price_usd_per_t: {_fmt(top)} $ per tCO2 is above the usual "
+               f"{_fmt(USUAL['carbon_price_usd_per_t'])}", "check the value and its unit")
+
+
 # the checks, in the order they run; each adds its problems to the context
 CHECKS = (
     _check_ids,
@@ -788,6 +833,7 @@ CHECKS = (
     _check_predecessors,
     _check_services,
     _check_budget,
+    _check_unusual,
 )
 
 
