@@ -502,3 +502,7 @@ def _site_utilisation(frames) -> list[tuple[str, str, str]]:
         rows.append((str(site), f"{int(peak['gpus_in_use']):,} / {int(peak['gpus_available']):,}",
                      ptxt))
     return rows
+
+
+if __name__ == "__main__":
+    main(prog_name="allocator")
