@@ -52,6 +52,12 @@ SolveFn = Callable[..., Result]  # solve(instance, options) -> Result
 ROW_FILE = "row.json"
 
 
+class SchedulerError(InputError):
+    """A Dask scheduler that cannot be reached (CLI exit code 2)."""
+
+    subject = "with the --scheduler address"
+
+
 class SweepFolderError(InputError):
     """A sweep folder that cannot be used (CLI exit code 2)."""
 
@@ -838,7 +844,7 @@ def _dask_client(executor, scheduler: str | None, timeout: float = CONNECT_TIMEO
         try:
             return Client(scheduler, timeout=timeout), True
         except (OSError, ValueError, TypeError) as exc:  # unreachable, refused, bad address
-            raise SweepFolderError([Problem(
+            raise SchedulerError([Problem(
                 "option", "--scheduler", f"cannot connect to the Dask scheduler {scheduler!r} "
                 f"within {timeout:g} s: {exc}",
                 "check the address (e.g. tcp://host:8786) and that the scheduler runs, or "
