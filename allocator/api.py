@@ -119,7 +119,12 @@ def solve(
             outcome = lns_outcome(inst, index, deadline.options(opts), net=net)
         timings["build_s"] = outcome.build_s
         base["lns"] = outcome.stages
-        return _finish(build_result(inst, index, opts, outcome), base, timings, index=index)
+        if outcome.status.has_schedule or deadline.expired():
+            return _finish(build_result(inst, index, opts, outcome), base, timings, index=index)
+        # no start plan for the search (e.g. a budget the greedy start overspends): the whole
+        # MIP gets what is left of the limit, so lns never says no_solution where mip solves
+        base["lns_fallback"] = outcome.message
+        opts = opts.with_(strategy="mip")
     return _solve_mip(inst, index, opts, net, deadline, base, timings, clock)
 
 

@@ -129,9 +129,11 @@ def lns_outcome(inst, index, opts: SolveOptions, net=None) -> Outcome:
     the Result branch goes."""
     from allocator.largescale import solve_lns
     from allocator.options import DEFAULT_LNS_LIMIT_S
+    from allocator.solve import _hs
 
     if opts.time_limit_s is None:
         opts = opts.with_(time_limit_s=DEFAULT_LNS_LIMIT_S)
+    _hs()  # the first Highs of the process, made with stdout silenced: no banner on stdout
     got = solve_lns(inst, index, opts, net=net)
     if isinstance(got, Outcome):
         return got
