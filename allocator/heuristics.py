@@ -36,6 +36,7 @@ import pandas as pd
 
 from allocator.indexing import Index, build_index
 from allocator.network import Network
+from allocator.quantities import egress_gb_per_period, unserved_usd_per_token_s
 from allocator.schema import Instance
 
 EPS = 1e-9
@@ -350,14 +351,14 @@ def _plan_inference(inst: Instance, index: Index, st: _State):
     if flows.empty or demands.empty:
         return held, served
     services = {v.id: v for v in inst.services}
-    pen = {v: 3600.0 * H / 1e6 * s.unserved_usd_per_mtok for v, s in services.items()}  # $ per tok/s
+    pen = {v: unserved_usd_per_token_s(s.unserved_usd_per_mtok, H) for v, s in services.items()}
     bpt = {v: float(s.bytes_per_token) for v, s in services.items()}
     cands: dict[tuple[str, str], list[tuple]] = {}
     for v, r, s, g, tps, egp, gpt, links in flows[
             ["v", "r", "s", "g", "tokens_per_s_per_gpu", "egress_usd_per_gb",
              "gbps_per_token_per_s", "links"]].itertuples(index=False):
         k = st.pool_of[(s, g)]
-        e_tok = bpt[v] * 3600.0 * H / 1e9 * egp  # $ per tok/s served for a period
+        e_tok = egress_gb_per_period(1.0, bpt[v], H) * egp  # $ per tok/s served for a period
         cands.setdefault((v, r), []).append(
             (k, s, g, float(tps), e_tok, float(gpt), tuple(st.link_of[lab] for lab in links)))
     dem_by_t: dict[int, list[tuple[str, str, float]]] = {}

@@ -211,3 +211,18 @@ def test_the_sweeps_reuse_path_gives_the_objective_of_a_fresh_solve():
         # the recomputed objective, the same as the fresh solve's and the derived total cost
         assert got.objective == pytest.approx(fresh.objective, rel=1e-6)
         assert got.objective == pytest.approx(got.total_cost, rel=1e-12)
+
+
+def test_the_time_limit_bounds_the_whole_solve_on_a_long_horizon():
+    # 3000 periods: indexing and the model build alone take longer than the 0.3 s limit; the
+    # solve stops at the first stage boundary after it, says so, and HiGHS is never started
+    import time
+
+    inst = generate_instance(6, 1, 2, 3000, seed=1)
+    t0 = time.perf_counter()
+    res = allocator.solve(inst, strategy="mip", time_limit_s=0.3)
+    elapsed = time.perf_counter() - t0
+    assert res.status in (Status.NO_SOLUTION, Status.FEASIBLE)
+    assert "time limit (0.3 s) ran out" in res.message
+    assert "solve_s" not in res.summary["timings"] or res.summary["timings"]["solve_s"] < 0.3
+    assert elapsed < 60  # the build is the only stage that may run past the limit
