@@ -76,6 +76,13 @@ def spend(costs: Mapping[str, float]) -> float:
     return float(sum(costs.get(k, 0.0) for k in BUDGET_TERMS))
 
 
+def _unserved(demand: pd.Series, served: pd.Series) -> pd.Series:
+    """demand - served, with the solver's noise (a shortfall within TOKENS_TOL or a 1e-9
+    share of the demand, e.g. 100 - (33.3... + 66.6...)) as 0, never below 0."""
+    short = (demand - served).astype(float)
+    return short.where(short > np.maximum(TOKENS_TOL, 1e-9 * demand.astype(float)), 0.0)
+
+
 def _iso(ts) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -186,7 +193,7 @@ def derive_frames(inst: Instance, index: Index, decisions: Mapping[str, pd.DataF
         "service": un["v"].astype(str), "region": un["r"].astype(str), "period": un["t"].astype(np.int64),
         "demand_tokens_per_s": un["demand"].astype(float),
         "served_tokens_per_s": un["tokens_per_s"].astype(float),
-        "unserved_tokens_per_s": (un["demand"] - un["tokens_per_s"]).clip(lower=0.0).astype(float),
+        "unserved_tokens_per_s": _unserved(un["demand"], un["tokens_per_s"]),
     }, columns=UNSERVED_COLUMNS)
 
     # site_gpus: every pool x period
