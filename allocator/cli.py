@@ -399,8 +399,10 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder to write the schedule into (tables + summary.json).")
 @click.option("--time-limit", "time_limit", type=click.FloatRange(min=0), default=None,
-              metavar="S", help="Stop HiGHS after S seconds (a schedule found so far is kept "
-              "with its gap).")
+              metavar="S", help="Bound the whole solve (index, greedy plan, model build, "
+              "HiGHS, explanation) by S seconds; a schedule found so far is kept with its gap. "
+              "Default: no limit for strategy mip and the greedy planner, 600 s for the "
+              "neighbourhood search (strategy lns, which auto picks for large instances).")
 @click.option("--gap", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               metavar="G", help="Relative gap at which to stop, e.g. 0.01 for 1% "
               "(default 0.0001).")
@@ -419,15 +421,16 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
               help="mip: HiGHS on the whole model; lns: LP bound and neighbourhood search "
               "for large instances (cost objective); auto: lns for large cost-objective "
               "instances, mip otherwise.")
-@click.option("--no-warm-start", "no_warm_start", is_flag=True,
-              help="Do not fall back on the greedy plan when a limit stops HiGHS.")
+@click.option("--no-greedy-fallback", "--no-warm-start", "no_greedy_fallback", is_flag=True,
+              help="Do not fall back on the greedy plan when a limit stops HiGHS "
+              "(--no-warm-start is its former name).")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
 @click.option("--quiet", is_flag=True, help="Print only the status line.")
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
 @loads_instance
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
-              strategy, no_warm_start, force, quiet, verbose):
+              strategy, no_greedy_fallback, force, quiet, verbose):
     """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
     from allocator import results as results_mod
     from allocator.api import solve
@@ -436,7 +439,7 @@ def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, dua
     results_mod.check_export_target(out, force, fmt)  # refuse a taken --out before solving
     changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
-                        warm_start=not no_warm_start, strategy=strategy,
+                        greedy_fallback=not no_greedy_fallback, strategy=strategy,
                         **{k: v for k, v in changes.items() if v is not None})
     result = solve(instance, opts)
     try:

@@ -15,7 +15,6 @@ This module does not import Pyomo.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -32,11 +31,14 @@ from allocator.eligibility import (
     within_slo,
 )
 from allocator.network import Network, Route
+from allocator.quantities import (  # EPS, GB_PER_TB, duration_periods: also read from here
+    GB_PER_TB,
+    duration_periods,
+    gbps_of_tokens,
+    mw_per_gpu,
+    staging_gbps,
+)
 from allocator.schema import Instance, series_list
-
-EPS = 1e-9
-GB_PER_TB = 1000.0
-GBIT_PER_TB = 8000.0
 
 PLACEMENT_COLUMNS = [
     "j", "o", "s", "g", "t", "d", "end", "gpus", "need_mw", "site_extra_usd", "tardiness_h",
@@ -46,11 +48,6 @@ FLOW_COLUMNS = [
     "v", "r", "s", "g", "tokens_per_s_per_gpu", "latency_ms", "egress_usd_per_gb",
     "gbps_per_token_per_s", "links",
 ]
-
-
-def duration_periods(hours: float, period_hours: float) -> int:
-    """Periods an option of ``hours`` occupies: ceil(hours / H), tolerant to rounding."""
-    return max(1, math.ceil(hours / period_hours - EPS))
 
 
 @dataclass
@@ -124,7 +121,7 @@ def _pools_frame(inst: Instance) -> pd.DataFrame:
                 continue  # reported by validation
             rows.append((s.id, p.gpu_type, p.available, p.reserved, p.reserved_price_usd_per_gpu_h,
                          p.ondemand_price_usd_per_gpu_h, kw[p.gpu_type], s.pue,
-                         kw[p.gpu_type] * s.pue / 1000.0, s.zone))
+                         mw_per_gpu(kw[p.gpu_type], s.pue), s.zone))
     cols = ["s", "g", "available", "reserved", "reserved_price_usd_per_gpu_h",
             "ondemand_price_usd_per_gpu_h", "power_kw", "pue", "mw_per_gpu", "zone"]
     df = _frame(rows, cols, ("s", "g", "zone"))
@@ -433,7 +430,7 @@ def _candidate_columns(cand: pd.DataFrame, cj: np.ndarray, jid: dict[str, int], 
             [float(jobs[j].site_cost_usd.get(s, 0.0))
              for j, s in zip(cand["j"].tolist(), cand["s"].tolist(), strict=True)], dtype=float),
         "egress_usd": cand["egress_usd"].to_numpy(dtype=float),
-        "staging_gbps": tbs[cj] * GBIT_PER_TB / (d.astype(float) * H * 3600.0),
+        "staging_gbps": staging_gbps(tbs[cj], d.astype(float), H),
         "links": cand["links"].to_numpy(dtype=object),
         "soft_deadline": soft[cj],
         "tardiness_usd_per_h": rate[cj],
@@ -495,7 +492,7 @@ def _flows(inst: Instance, net: Network, pools: pd.DataFrame, labels: list[str])
                     if g not in pool_types.get(s_id, ()):
                         continue
                     rows.append((v.id, r_id, s_id, g, float(tps), route.latency_ms,
-                                 route.egress_usd_per_gb, v.bytes_per_token * 8.0 / 1e9,
+                                 route.egress_usd_per_gb, gbps_of_tokens(1.0, v.bytes_per_token),
                                  tuple(route.links)))
     if not rows:
         return _empty(FLOW_COLUMNS)

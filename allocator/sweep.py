@@ -18,6 +18,7 @@ Scenarios run in local processes by default (``workers``), in the calling proces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -337,8 +338,9 @@ class ReuseSession:
     path does not cover (duals, greedy heuristic), go through allocator.solve so their
     explanation and extras are exactly those of a plain solve.
 
-    Uses only the public stages: Network, build_index, formulation.FAMILIES/build_model,
-    solve_model, extract_frames/extract_costs.
+    A cache of index and model inside the pipeline of allocator.api: a scenario whose
+    strategy (after "auto") is not mip, or whose model is too large, goes the plain way;
+    results come from pipeline.build_result like every other route's.
     """
 
     def __init__(self, options: SolveOptions):
@@ -351,20 +353,29 @@ class ReuseSession:
         self.stats = {"built": 0, "reused": 0, "fallback": 0}
 
     def solve(self, inst: Instance) -> Result:
+        """One scenario through the pipeline of allocator.api: its strategy choice, size
+        check and fallbacks; only the mip strategy re-uses the model, and its Result comes
+        from the same builder (objective recomputed from the derived costs)."""
+        from allocator import api
+        from allocator.indexing import build_index, estimate_size
+        from allocator.network import Network
+        from allocator.pipeline import build_result, mip_outcome
+
         opts = self.options
         if opts.duals or opts.heuristic is not None:
             return self._fallback(inst)
-        from allocator.indexing import build_index
-        from allocator.network import Network
-
         t0 = time.perf_counter()
         index = build_index(inst, Network(inst))
         if index.unplaceable_mandatory:
+            return self._fallback(inst)
+        compact = estimate_size(index, compact=True) if opts.strategy in ("auto", "lns") else None
+        if api._resolve_strategy(opts, compact).strategy != "mip":
             return self._fallback(inst)
         structure = _index_structure(index)
         first = self._rebuild_from(inst, structure)
         if first is None:
             _validate(inst)  # as a plain solve does; numbers-only updates keep its verdict
+            api._check_size(estimate_size(index), opts.with_(strategy="mip"), inst)
             self._build(inst, index)
             reused = False
         else:
@@ -373,29 +384,19 @@ class ReuseSession:
         self.inst, self.index, self.structure = inst, index, structure
         build_s = time.perf_counter() - t0
 
-        from allocator.solve import solve_model
-
-        outcome = solve_model(self.model, opts, start=reused)
+        outcome, _raw = mip_outcome(self.model, opts, index, start=reused)
         if not outcome.status.has_schedule:
             self.model = None  # its values are no start for anyone
             return self._fallback(inst)
-        from allocator.formulation.extract import costs_from_frames, extract_frames
-
-        frames = extract_frames(self.model, inst, index)
-        costs = {k: float(v) for k, v in costs_from_frames(inst, frames).items()}
-        emissions = float(frames["sites"]["emissions_t"].sum()) if "sites" in frames else None
+        outcome.build_s = build_s
+        result = build_result(inst, index, opts.with_(strategy="mip"), outcome)
         self.stats["reused" if reused else "built"] += 1
-        placed = set(frames["training"]["job"]) if "training" in frames else set()
-        summary = {
+        placed = set(result.frames["training"]["job"])
+        return dataclasses.replace(result, summary={
             "instance": {"name": inst.name, "horizon": inst.horizon.model_dump(mode="json")},
             "dropped_jobs": [j.id for j in inst.jobs if not j.mandatory and j.id not in placed],
             "model_reused": reused,
-        }
-        return Result(status=outcome.status, objective=outcome.objective, bound=outcome.bound,
-                      gap=outcome.gap, costs=costs, emissions_t=emissions, build_s=build_s,
-                      solve_s=outcome.solve_s, solver=outcome.solver,
-                      options=dataclass_dict(opts), message=getattr(outcome, "message", "") or "",
-                      frames=frames, summary=summary)
+        })
 
     def _fallback(self, inst: Instance) -> Result:
         self.stats["fallback"] += 1

@@ -9,7 +9,7 @@ import pandas as pd
 from test_report import write_small_schedule
 
 from allocator import display
-from allocator.formulation.extract import _unserved
+from allocator.derive import _unserved
 from allocator.report import write_report
 from allocator.results import Result, Status, read_schedule
 
