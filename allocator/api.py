@@ -64,6 +64,13 @@ def solve(
     from allocator.indexing import build_index, estimate_size
     from allocator.network import Network
 
+    plan = None
+    if opts.previous is not None:
+        from allocator.previous import load_previous
+
+        with clock("load_s"):
+            plan = load_previous(opts.previous, inst)
+        opts = _replan_strategy(opts.with_(previous=plan))
     with clock("index_s"):
         net = Network(inst)
         index = build_index(inst, net)
@@ -83,6 +90,18 @@ def solve(
                    explanation=lines),
             base, timings, index=index,
         )
+
+    if plan is not None:
+        from allocator.formulation.replanning import frozen_problems
+
+        lines = frozen_problems(inst, index, plan, opts.now)
+        if lines:
+            return _finish(
+                Result(status=Status.INFEASIBLE, options=_options_dict(opts),
+                       message=f"{len(lines)} frozen job(s) of the previous plan cannot run any more",
+                       explanation=lines),
+                base, timings, index=index,
+            )
 
     if opts.heuristic == "greedy":
         return _greedy_only(inst, index, opts, base, timings, clock)
@@ -123,6 +142,8 @@ def solve(
             frames = extract.extract_frames(model, inst, index)
             costs = {k: float(v) for k, v in extract.costs_from_frames(inst, frames).items()}
             emissions = float(frames["sites"]["emissions_t"].sum())
+            if plan is not None:
+                frames["changes"], costs["migration"], base["changes"] = _changes(inst, index, plan, opts, frames)
         # The objective of the exported plan, recomputed from its decisions like the verifier
         # does: a heuristic incumbent may carry slack in continuous variables (e.g. more
         # on-demand GPUs than in use) that the plan itself does not pay.
@@ -132,7 +153,7 @@ def solve(
         with clock("explain_s"):
             explanation = explain_infeasible(inst, index, opts)
 
-    if opts.warm_start and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
+    if opts.warm_start and plan is None and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
             alt = _greedy_fallback(inst, index, opts, outcome, objective)
@@ -261,6 +282,14 @@ def _options(options: SolveOptions | None, overrides: dict[str, Any]) -> SolveOp
     elif opts.strategy == "lns" and opts.objective != "cost":
         bad("strategy", f"strategy lns optimises cost only, not objective {opts.objective!r}",
             "use objective cost with strategy lns, or strategy mip")
+    if not (isinstance(opts.now, int) and opts.now >= 0):
+        bad("now", f"now = {opts.now} is not a period >= 0", "give the first period that is re-planned, e.g. 24")
+    for name in ("max_moves", "max_moved_gpus"):
+        value = getattr(opts, name)
+        if value is not None and not (isinstance(value, int) and value >= 0):
+            bad(name, f"{name} = {value} is not a whole number >= 0", "use 0 or more, or leave it unset for no cap")
+        elif value is not None and opts.previous is None:
+            bad(name, f"{name} = {value} needs a previous plan", "pass previous (--previous PREV_DIR)")
     if opts.max_nonzeros <= 0:
         bad("max_nonzeros", f"max_nonzeros = {opts.max_nonzeros} is not positive", "use e.g. 60000000")
     if problems:
@@ -414,8 +443,36 @@ def _duals(model, opts, inst, index) -> pd.DataFrame:
     return duals
 
 
+def _replan_strategy(opts: SolveOptions) -> SolveOptions:
+    """A re-plan runs on the mip route: lns and the greedy planner do not honour frozen jobs
+    and the move budget yet, so they are refused rather than ignoring ``previous``."""
+    for name, value, refused in (("strategy", opts.strategy, "lns"), ("heuristic", opts.heuristic, "greedy")):
+        if value == refused:
+            raise InputError([Problem("options", "previous",
+                                      f"option previous (re-planning) is not supported by {name} {refused}",
+                                      "re-plan with strategy mip (or auto, which picks mip when previous is given)",
+                                      rule="bad-option")], source="solve options")
+    return opts.with_(strategy="mip")
+
+
+def _changes(inst: Instance, index, plan, opts: SolveOptions, frames) -> tuple[pd.DataFrame, float, dict]:
+    """changes.csv, the migration $ and the change counts of a re-plan's schedule."""
+    from allocator.formulation import replanning
+
+    changes = replanning.changes_frame(inst, plan, frames["training"], opts.now, index.period_hours)
+    scale = replanning.scale_usd(inst, plan, frames["inference_gpus"], opts.now, index.periods)
+    counts = replanning.counts(changes)
+    counts["moved_gpus"] = int(frames["training"].set_index("job").reindex(
+        changes.loc[changes["change"] == "moved", "job"])["gpus"].sum())
+    counts["scale_usd"] = scale
+    return changes, float(changes["move_cost_usd"].sum()) + scale, counts
+
+
 def _options_dict(opts: SolveOptions) -> dict[str, Any]:
-    d = dataclasses.asdict(opts)
+    from allocator.previous import describe
+
+    d = dataclasses.asdict(opts.with_(previous=None))
+    d["previous"] = describe(opts.previous)
     d["disabled_families"] = list(d["disabled_families"])
     return d
 

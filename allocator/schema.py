@@ -180,6 +180,10 @@ class TrainingJob(Strict):
     site_cost_usd: dict[str, NonNeg] = Field(
         default_factory=dict, description="extra one-off cost per site (staging, migration)"
     )
+    move_cost_usd: NonNeg | None = Field(
+        None, description="re-planning: paid if the job moves; none = dataset_tb x route egress + move_fixed_usd")
+    move_fixed_usd: NonNeg = Field(0.0, description="re-planning: fixed part of the derived move cost")
+    retime_cost_usd_per_h: NonNeg = Field(0.0, description="re-planning: per hour its start shifts")
 
     @model_validator(mode="after")
     def _options_or_profile(self) -> TrainingJob:
@@ -202,6 +206,8 @@ class InferenceService(Strict):
     bytes_per_token: NonNeg = Field(4.0, description="bytes sent over the network per token")
     redundancy: bool = Field(False, description="N+1: served demand survives losing any one site")
     unserved_usd_per_mtok: NonNeg = Field(description="penalty per unserved million tokens")
+    scale_cost_usd_per_gpu: NonNeg = Field(
+        0.0, description="re-planning: per GPU added or removed at a site against the previous plan")
     demand: dict[str, Series] = Field(
         default_factory=dict, description="tokens/s per user region (one value or per period)"
     )
