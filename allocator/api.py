@@ -494,7 +494,10 @@ def _finish(result: Result, base: dict, timings: dict[str, float], *, index=None
     """Fill build_s / solve_s and the summary (the keys of summary.json)."""
     build_s = sum(timings.get(k, 0.0) for k in ("index_s", "build_s", "warm_start_s", "handoff_s"))
     solve_s = timings.get("solve_s", result.solve_s)
-    result = dataclasses.replace(result, build_s=build_s, solve_s=solve_s)
+    costs = dict(result.costs)
+    if costs:  # migration is 0 unless a previous plan was given (every route reports every term)
+        costs.setdefault("migration", 0.0)
+    result = dataclasses.replace(result, build_s=build_s, solve_s=solve_s, costs=costs)
     summary = dict(base)
     summary["timings"] = {k: round(v, 6) for k, v in timings.items()}
     summary["dropped_jobs"] = _dropped_jobs(result, index)

@@ -16,19 +16,19 @@ Bounds (column bounds, no rows)
               gpus_inf[v,s,g,t] = previous gpus_inf[v,s,g,t] for t < N  (inference before
               now is the previous plan's; serving within those GPUs is still computed)
 Expressions
-    replan_moved[j] = sum_{MOVE_STARTS(j)} start                     (0/1: at most one start)
+    replanning_moved[j] = sum_{MOVE_STARTS(j)} start                     (0/1: at most one start)
     move_usd(j, s)  = move_cost_usd(j) if set, else
                       dataset_tb(j) * 1000 * egress_usd_per_gb(route s0 -> s) + move_fixed_usd(j)
     cost['migration'] = sum_j sum_{MOVE_STARTS(j)} move_usd(j, s) * start
                       + sum_j sum_{RETIME_STARTS(j)} |t - t0| * H * retime_cost_usd_per_h(j) * start
                       + sum_{SCALE_KEYS} scale_cost_usd_per_gpu(v) * (scale_up + scale_down)
 Variables
-    replan_scale_up[v,s,g,t], replan_scale_down[v,s,g,t] >= 0
+    replanning_scale_up[v,s,g,t], replanning_scale_down[v,s,g,t] >= 0
 Constraints
-    replan_max_moves:       sum_j replan_moved[j] <= max_moves            (if max_moves is set)
-    replan_max_moved_gpus:  sum_j sum_{MOVE_STARTS(j)} gpus * start <= max_moved_gpus  (if set)
-    replan_scale[v,s,g,t]:  (gpus_inf[v,s,g,t] - prev[v,s,g,t]) - (gpus_inf[v,s,g,t-1] - prev[v,s,g,t-1])
-                            == replan_scale_up - replan_scale_down
+    replanning_max_moves:       sum_j replanning_moved[j] <= max_moves            (if max_moves is set)
+    replanning_max_moved_gpus:  sum_j sum_{MOVE_STARTS(j)} gpus * start <= max_moved_gpus  (if set)
+    replanning_scale[v,s,g,t]:  (gpus_inf[v,s,g,t] - prev[v,s,g,t]) - (gpus_inf[v,s,g,t-1] - prev[v,s,g,t-1])
+                            == replanning_scale_up - replanning_scale_down
                             (the difference term at t-1 is 0 for t = N: a GPU added against the
                             previous plan and kept is paid once, when it is added)
 
@@ -149,15 +149,15 @@ def add_replanning(model, inst: Instance, index: Index, options: SolveOptions) -
             if c:
                 mig_c.append(c)
                 mig_v.append(var)
-        model.REPLAN_MOVABLE = pyo.Set(initialize=sorted(moved_rows), ordered=True)
-        model.replan_moved = pyo.Expression(
-            model.REPLAN_MOVABLE, rule=lambda m, j: linear([1.0] * len(moved_rows[j]),
+        model.REPLANNING_MOVABLE = pyo.Set(initialize=sorted(moved_rows), ordered=True)
+        model.replanning_moved = pyo.Expression(
+            model.REPLANNING_MOVABLE, rule=lambda m, j: linear([1.0] * len(moved_rows[j]),
                                                            [sv[i] for i in moved_rows[j]]))
         if options.max_moves is not None:
-            model.replan_max_moves = pyo.Constraint(
+            model.replanning_max_moves = pyo.Constraint(
                 expr=linear([1.0] * len(gpus_v), gpus_v) <= options.max_moves)
         if options.max_moved_gpus is not None:
-            model.replan_max_moved_gpus = pyo.Constraint(expr=linear(gpus_c, gpus_v) <= options.max_moved_gpus)
+            model.replanning_max_moved_gpus = pyo.Constraint(expr=linear(gpus_c, gpus_v) <= options.max_moved_gpus)
     _add_inference(model, inst, index, plan, now, mig_c, mig_v)
     model._migration = linear(mig_c, mig_v)
 
@@ -181,9 +181,9 @@ def _add_inference(model, inst: Instance, index: Index, plan: PreviousPlan, now:
             if v in cost]
     keys += sorted({(v, s, g) for v, s, g, t in prev if v in cost and t >= now} - set(keys))
     rows = [(v, s, g, t) for v, s, g in keys for t in range(now, index.periods)]
-    model.REPLAN_SCALE = pyo.Set(initialize=rows, dimen=4, ordered=True)
-    model.replan_scale_up = pyo.Var(model.REPLAN_SCALE, domain=pyo.NonNegativeReals)
-    model.replan_scale_down = pyo.Var(model.REPLAN_SCALE, domain=pyo.NonNegativeReals)
+    model.REPLANNING_SCALE = pyo.Set(initialize=rows, dimen=4, ordered=True)
+    model.replanning_scale_up = pyo.Var(model.REPLANNING_SCALE, domain=pyo.NonNegativeReals)
+    model.replanning_scale_down = pyo.Var(model.REPLANNING_SCALE, domain=pyo.NonNegativeReals)
     have = model.gpus_inf
 
     def diff(v, s, g, t):
@@ -198,12 +198,12 @@ def _add_inference(model, inst: Instance, index: Index, plan: PreviousPlan, now:
         if t > now:
             c1, v1, k1 = diff(v, s, g, t - 1)
             cs, vs, c0 = cs + [-c for c in c1], vs + v1, c0 - k1
-        return linear(cs + [-1.0, 1.0], vs + [m.replan_scale_up[v, s, g, t], m.replan_scale_down[v, s, g, t]],
+        return linear(cs + [-1.0, 1.0], vs + [m.replanning_scale_up[v, s, g, t], m.replanning_scale_down[v, s, g, t]],
                       c0) == 0
-    model.replan_scale = pyo.Constraint(model.REPLAN_SCALE, rule=rule)
+    model.replanning_scale = pyo.Constraint(model.REPLANNING_SCALE, rule=rule)
     for v, s, g, t in rows:
         mig_c.extend([cost[v], cost[v]])
-        mig_v.extend([model.replan_scale_up[v, s, g, t], model.replan_scale_down[v, s, g, t]])
+        mig_v.extend([model.replanning_scale_up[v, s, g, t], model.replanning_scale_down[v, s, g, t]])
 
 
 # --------------------------------------------------------------------------- derivation
@@ -246,7 +246,7 @@ def changes_frame(inst: Instance, plan: PreviousPlan, training: pd.DataFrame, no
 
 def scale_usd(inst: Instance, plan: PreviousPlan, inference_gpus: pd.DataFrame, now: int,
               periods: int) -> float:
-    """$ of inference scaling against the previous plan (replan_scale above, evaluated)."""
+    """$ of inference scaling against the previous plan (replanning_scale above, evaluated)."""
     cost = {v.id: v.scale_cost_usd_per_gpu for v in inst.services if v.scale_cost_usd_per_gpu > 0}
     if not cost:
         return 0.0
