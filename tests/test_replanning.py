@@ -227,3 +227,47 @@ def test_replan_with_free_moves_costs_a_fresh_solve_and_max_moves_zero_keeps_the
     kept = allocator.solve(priced, previous=base, max_moves=0, mip_gap=0.0)
     assert placed(kept) == placed(base)
     assert set(kept.frames["changes"]["change"]) <= {"kept", "dropped"}
+
+
+# ---------------------------------------------------------------- the shipped example
+
+
+def _example():
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("replan_colossus", root / "benchmarks" / "replan_colossus.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, root
+
+
+def _check_example(mod, root, instance, out, **kw):
+    table = mod.run(instance, out, **kw)
+    from allocator.io import load_instance
+    cut = mod.cut_power(load_instance(instance), kw.get("site", "colossus-1"), kw.get("mw", 60.0),
+                        load_instance(instance).horizon.periods // 2,
+                        round(kw.get("days", 2.0) * 24 / load_instance(instance).horizon.period_hours))
+    for name in table["max_moves"][1:]:
+        ver = verify(cut, out / f"moves-{name}", previous=out / "plan")
+        assert ver.ok, (name, [str(v) for v in ver.violations][:5])
+    costs = table.set_index("max_moves")["total_cost_usd"]
+    # a larger move budget can only make the re-plan cheaper (within the solver's gap)
+    solved = [c for c in costs.iloc[1:] if c == c]
+    return table, solved
+
+
+def test_example_smoke_on_the_demo(tmp_path):
+    mod, root = _example()
+    table, solved = _check_example(mod, root, root / "data" / "demo" / "instance.yaml", tmp_path,
+                                   mw=1.0, days=0.25, budgets=(0, None), time_limit_s=60.0, mip_gap=0.0)
+    # unlimited moves never cost more than none (both solved to optimality)
+    assert solved[-1] <= solved[0] + 1e-6
+
+
+@pytest.mark.slow
+def test_colossus_example(tmp_path):
+    mod, root = _example()
+    table, _ = _check_example(mod, root, root / "data" / "colossus-2026" / "instance.yaml", tmp_path,
+                              time_limit_s=120.0)
+    assert set(table["status"][1:]) <= {"optimal", "feasible"}
