@@ -8,6 +8,7 @@ at a and 8 * 2 * 3 = $48 at b.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -271,3 +272,54 @@ def test_colossus_example(tmp_path):
     table, _ = _check_example(mod, root, root / "data" / "colossus-2026" / "instance.yaml", tmp_path,
                               time_limit_s=120.0)
     assert set(table["status"][1:]) <= {"optimal", "feasible"}
+
+
+# ---------------------------------------------------------------- bad previous plans (corpus)
+
+
+REPLAN_CORPUS = sorted(p.parent for p in (Path(__file__).resolve().parent / "corpus" / "replan").glob("*/expect.yaml"))
+
+
+@pytest.mark.parametrize("case", REPLAN_CORPUS, ids=lambda p: p.name)
+def test_bad_previous_plan_exits_2_naming_file_and_mismatch(case, tmp_path):
+    import yaml
+    expect = yaml.safe_load((case / "expect.yaml").read_text())
+    res = CliRunner().invoke(main, ["solve", str(case.parent / "instance.yaml"), "--previous",
+                                    str(case / "previous"), "--out", str(tmp_path / "out")])
+    text = res.stdout + res.stderr
+    assert res.exit_code == expect["exit_code"], text
+    assert "Traceback" not in text
+    for want in expect["contains"]:
+        assert want in text, f"{want!r} not in:\n{text}"
+
+
+def test_verify_previous_flags_a_moved_frozen_job_and_a_broken_budget(tmp_path):
+    import json
+    data = with_jobs(job("j1"), job("j2", gpus=4))
+    prev = allocator.solve(_only_b_two(), mip_gap=0.0)  # both at b (a holds 4 GPUs)
+    res = allocator.solve(data, previous=prev, now=1, max_moves=1, mip_gap=0.0)
+    assert res.status is Status.OPTIMAL
+    prev_dir, out = prev.export(tmp_path / "prev"), res.export(tmp_path / "new")
+    assert verify(instance_from_dict(data), out, previous=prev_dir).ok
+    # the plan claims a cap of 0 moves: the verifier counts the moves itself
+    s = json.loads((out / "summary.json").read_text())
+    moved = res.summary["changes"]["moved"]
+    s["options"]["max_moves"] = 0
+    (out / "summary.json").write_text(json.dumps(s))
+    rules = {v.rule for v in verify(instance_from_dict(data), out, previous=prev_dir).violations}
+    # previous: j1 and j2 in turn at b (periods 0-1 and 2-3); the one started in period 0 is
+    # frozen, the other moves to a (it saves $1 per GPU-hour): exactly one move
+    assert moved == 1 and "replan-max-moves" in rules
+    # a previous plan in which j1 started at a in period 0: j1 is frozen there, and the new
+    # plan that has it elsewhere breaks the frozen rule
+    t = pd.read_csv(prev_dir / "training.csv")
+    t.loc[t["job"] == "j1", ["site", "start_period"]] = ["a", 0]
+    t.to_csv(prev_dir / "training.csv", index=False)
+    rules = {v.rule for v in verify(instance_from_dict(data), out, previous=prev_dir).violations}
+    assert "replan-frozen" in rules
+
+
+def _only_b_two() -> dict:
+    d = with_jobs(job("j1"), job("j2", gpus=4))
+    d["sites"][0]["pools"][0]["available"] = 2
+    return d
