@@ -152,6 +152,11 @@ def solve(
     elif outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             explanation = explain_infeasible(inst, index, opts)
+        caps = [f"{k} = {getattr(opts, k)}" for k in ("max_moves", "max_moved_gpus") if getattr(opts, k) is not None]
+        if plan is not None and caps:
+            explanation.append(
+                f"the re-plan keeps its move budget ({', '.join(caps)}) and its frozen jobs (now = {opts.now}) "
+                "fixed while explaining; a larger --max-moves / --max-moved-gpus may make it feasible")
 
     if opts.warm_start and plan is None and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better

@@ -101,6 +101,8 @@ def test_max_moves_zero_is_infeasible_when_the_old_site_cannot_hold_the_job():
     data["sites"][1]["pools"][0]["available"] = 4
     res = allocator.solve(data, previous=prev_plan(("j1", "b", 2)), max_moves=0)
     assert res.status is Status.INFEASIBLE
+    assert "max_moves = 0" in res.explanation[-1]
+    assert allocator.solve(data, previous=prev_plan(("j1", "b", 2)), max_moves=1).status is Status.OPTIMAL
 
 
 def test_budget_of_one_moves_the_most_valuable_job():
