@@ -41,6 +41,7 @@ from allocator.pipeline import (
     build_result,
     check_options,
     cut_outcome,
+    gap_of,
     lns_outcome,
     mip_outcome,
     mode_objective,
@@ -83,6 +84,13 @@ def solve(
     from allocator.indexing import build_index, estimate_size
     from allocator.network import Network
 
+    plan = None
+    if opts.previous is not None:
+        from allocator.previous import load_previous
+
+        with clock("load_s"):
+            plan = load_previous(opts.previous, inst)
+        opts = _replan_strategy(opts.with_(previous=plan))
     with clock("index_s"):
         net = Network(inst)
         index = build_index(inst, net)
@@ -106,6 +114,18 @@ def solve(
     if deadline.expired():
         return _finish(build_result(inst, index, opts, cut_outcome("indexing", deadline)),
                        base, timings, index=index)
+
+    if plan is not None:
+        from allocator.formulation.replanning import frozen_problems
+
+        lines = frozen_problems(inst, index, plan, opts.now)
+        if lines:
+            return _finish(
+                Result(status=Status.INFEASIBLE, options=options_dict(opts),
+                       message=f"{len(lines)} frozen job(s) of the previous plan cannot run any more",
+                       explanation=lines),
+                base, timings, index=index,
+            )
 
     if opts.heuristic == "greedy":
         from allocator.heuristics import greedy_outcome
@@ -147,14 +167,22 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
     if raw.stages:
         base["stages"] = [dataclasses.asdict(s) for s in raw.stages]
 
+    plan = opts.previous  # the loaded previous plan of a re-plan, else None
     if outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             outcome.explanation = explain_infeasible(inst, index, deadline.options(opts))
-    if opts.greedy_fallback and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
+        caps = [f"{k} = {getattr(opts, k)}" for k in ("max_moves", "max_moved_gpus") if getattr(opts, k) is not None]
+        if plan is not None and caps:
+            outcome.explanation.append(
+                f"the re-plan keeps its move budget ({', '.join(caps)}) and its frozen jobs (now = {opts.now}) "
+                "fixed while explaining; a larger --max-moves / --max-moved-gpus may make it feasible")
+    if opts.greedy_fallback and plan is None and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
             outcome = _greedy_fallback(inst, index, opts, outcome, net)
     result = build_result(inst, index, opts, outcome)
+    if plan is not None and result.status.has_schedule:
+        result = _with_changes(result, inst, index, plan, opts, base)
     if opts.duals and result.status.has_schedule:
         with clock("duals_s"):
             if outcome.solver.endswith("+ greedy plan"):
@@ -248,6 +276,14 @@ def _options(options: SolveOptions | None, overrides: dict[str, Any]) -> SolveOp
     elif opts.strategy == "lns" and opts.objective != "cost":
         bad("strategy", f"strategy lns optimises cost only, not objective {opts.objective!r}",
             "use objective cost with strategy lns, or strategy mip")
+    if not (isinstance(opts.now, int) and opts.now >= 0):
+        bad("now", f"now = {opts.now} is not a period >= 0", "give the first period that is re-planned, e.g. 24")
+    for name in ("max_moves", "max_moved_gpus"):
+        value = getattr(opts, name)
+        if value is not None and not (isinstance(value, int) and value >= 0):
+            bad(name, f"{name} = {value} is not a whole number >= 0", "use 0 or more, or leave it unset for no cap")
+        elif value is not None and opts.previous is None:
+            bad(name, f"{name} = {value} needs a previous plan", "pass previous (--previous PREV_DIR)")
     if opts.max_nonzeros <= 0:
         bad("max_nonzeros", f"max_nonzeros = {opts.max_nonzeros} is not positive", "use e.g. 60000000")
     if problems:
@@ -374,6 +410,45 @@ def _duals(model, opts, inst, index) -> pd.DataFrame:
     return duals
 
 
+def _replan_strategy(opts: SolveOptions) -> SolveOptions:
+    """A re-plan runs on the mip route: lns and the greedy planner do not honour frozen jobs
+    and the move budget yet, so they are refused rather than ignoring ``previous``."""
+    for name, value, unsupported in (("strategy", opts.strategy, "lns"), ("heuristic", opts.heuristic, "greedy")):
+        if value == unsupported:
+            raise InputError([Problem("options", "previous",
+                                      f"option previous (re-planning) is not supported by {name} {unsupported}",
+                                      "re-plan with strategy mip (or auto, which picks mip when previous is given)",
+                                      rule="bad-option")], source="solve options")
+    return opts.with_(strategy="mip")
+
+
+def _with_changes(result: Result, inst: Instance, index, plan, opts: SolveOptions, base: dict) -> Result:
+    """A re-plan's Result: its changes table, the migration term in its costs (the model's
+    objective has it, so the objective and gap are recomputed with it) and the counts."""
+    frames = dict(result.frames)
+    frames["changes"], migration, base["changes"] = _changes(inst, index, plan, opts, frames)
+    costs = {**result.costs, "migration": migration}
+    objective = mode_objective(opts.objective, costs, result.emissions_t)
+    bound = result.bound
+    if bound is not None and opts.objective in ("cost", "carbon"):
+        bound = min(bound, objective)
+    return dataclasses.replace(result, frames=frames, costs=costs, objective=objective, bound=bound,
+                               gap=gap_of(objective, bound))
+
+
+def _changes(inst: Instance, index, plan, opts: SolveOptions, frames) -> tuple[pd.DataFrame, float, dict]:
+    """changes.csv, the migration $ and the change counts of a re-plan's schedule."""
+    from allocator.formulation import replanning
+
+    changes = replanning.changes_frame(inst, plan, frames["training"], opts.now, index.period_hours)
+    scale = replanning.scale_usd(inst, plan, frames["inference_gpus"], opts.now, index.periods)
+    counts = replanning.counts(changes)
+    counts["moved_gpus"] = int(frames["training"].set_index("job").reindex(
+        changes.loc[changes["change"] == "moved", "job"])["gpus"].sum())
+    counts["scale_usd"] = scale
+    return changes, float(changes["move_cost_usd"].sum()) + scale, counts
+
+
 def _base_summary(inst: Instance, opts: SolveOptions, warnings: list[Problem], size) -> dict:
     h = inst.horizon
     return {
@@ -391,7 +466,10 @@ def _finish(result: Result, base: dict, timings: dict[str, float], *, index=None
     """Fill build_s / solve_s and the summary (the keys of summary.json)."""
     build_s = sum(timings.get(k, 0.0) for k in ("index_s", "build_s", "handoff_s"))
     solve_s = timings.get("solve_s", result.solve_s)
-    result = dataclasses.replace(result, build_s=build_s, solve_s=solve_s)
+    costs = dict(result.costs)
+    if costs:  # migration is 0 unless a previous plan was given (every route reports every term)
+        costs.setdefault("migration", 0.0)
+    result = dataclasses.replace(result, build_s=build_s, solve_s=solve_s, costs=costs)
     summary = dict(base)
     summary["timings"] = {k: round(v, 6) for k, v in timings.items()}
     summary["dropped_jobs"] = _dropped_jobs(result, index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -332,9 +333,11 @@ EXIT_VIOLATIONS = 1  # the schedule breaks a rule or its figures do not match
 @click.argument("schedule_dir", type=click.Path(path_type=str))
 @click.option("--max-per-rule", default=20, show_default=True, type=click.IntRange(min=1),
               help="Violations listed per rule before '(+N more)'.")
+@click.option("--previous", "previous", type=click.Path(path_type=str), default=None, metavar="PREV_DIR",
+              help="The schedule SCHEDULE_DIR re-plans: also check frozen jobs, move budget and move costs.")
 @loads_instance
 @guarded
-def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int) -> None:
+def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int, previous: str | None) -> None:
     """Check an exported schedule against its instance, independently of the solver.
 
     Recomputes every rule and cost term from the instance and the schedule's decisions;
@@ -343,7 +346,7 @@ def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int) -> None:
     from allocator.verify import describe_ok, group_by_rule, verify
 
     inst = load_instance(instance)
-    ver = verify(inst, schedule_dir)
+    ver = verify(inst, schedule_dir, previous=previous)
     if ver.ok:
         console.print(describe_ok(ver), markup=False, soft_wrap=True)
         raise ExitWith(EXIT_OK)
@@ -427,17 +430,29 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
 @click.option("--quiet", is_flag=True, help="Print only the status line.")
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
+@click.option("--previous", "previous", type=click.Path(path_type=str), default=None, metavar="PREV_DIR",
+              help="Re-plan: change the schedule in PREV_DIR (frozen jobs, move costs; see docs/replanning.md).")
+@click.option("--now", "now", type=click.IntRange(min=0), default=None, metavar="PERIOD",
+              help="Re-plan: jobs started before PERIOD are frozen; earlier periods are history (default 0).")
+@click.option("--max-moves", "max_moves", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Re-plan: at most N jobs change site, GPU type or option (default: no cap).")
+@click.option("--max-moved-gpus", "max_moved_gpus", type=click.IntRange(min=0), default=None, metavar="G",
+              help="Re-plan: at most G GPUs in moved jobs (default: no cap).")
 @loads_instance
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
-              strategy, no_greedy_fallback, force, quiet, verbose):
+              strategy, no_greedy_fallback, force, quiet, verbose, previous, now, max_moves,
+              max_moved_gpus):
     """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
     from allocator import results as results_mod
     from allocator.api import solve
     from allocator.options import SolveOptions
 
+    if previous is not None and Path(previous).resolve() == Path(out).resolve():
+        raise click.UsageError("--out must not be the --previous folder: the previous plan would be replaced")
     results_mod.check_export_target(out, force, fmt)  # refuse a taken --out before solving
-    changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
+    changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed,
+               "previous": previous, "now": now, "max_moves": max_moves, "max_moved_gpus": max_moved_gpus}
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
                         greedy_fallback=not no_greedy_fallback, strategy=strategy,
                         **{k: v for k, v in changes.items() if v is not None})

@@ -322,6 +322,9 @@ def costs_from_frames(inst: Instance, frames: dict[str, pd.DataFrame]) -> dict[s
         "unserved": float((mtok_per_period(un["unserved_tokens_per_s"], H) * pen).sum()) if len(un) else 0.0,
         "dropped_value": float(sum(j.value_usd for j in inst.jobs if not j.mandatory and j.id not in placed)),
         "carbon": inst.carbon_price_usd_per_t * emissions,
+        # re-planning: the moves and retimes of changes.csv (inference scaling is added by the
+        # pipeline, which has the previous plan); 0 for a fresh plan
+        "migration": float(frames["changes"]["move_cost_usd"].sum()) if "changes" in frames else 0.0,
     }
 
 

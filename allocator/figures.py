@@ -359,6 +359,48 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
     return Plot("fig-gantt", "gantt", "Training jobs", alt, fig, section="training")
 
 
+CHANGE_COLORS = {"kept": "#9e9e9e", "retimed": "#e69f00", "moved": "#d62728", "added": "#0072b2",
+                 "removed": "#555555", "dropped": "#555555"}
+
+
+def changes_figure(frames: dict[str, pd.DataFrame], timeline: Timeline) -> Plot | None:
+    """Re-planning: each job's previous placement (thin grey bar) against the new one (thick,
+    coloured by its change; moved jobs red), from changes.csv and the training table."""
+    ch = _nonempty(frames, "changes")
+    if ch is None:
+        return None
+    train = frames.get("training")
+    dur = {} if train is None else dict(zip(train["job"], train["end_period"] - train["start_period"], strict=True))
+    n = len(ch)
+    left = 0.25 + CHAR_IN * max(len(str(j)) for j in ch["job"])
+    with plt.rc_context(STYLE):
+        fig = _new_figure(11.0, min(1.6 + 0.3 * n, 40.0))
+        ax = _grid(fig, 1, 1, left=left, right=0.3, top=0.8, bottom=0.6)[0][0]
+        ys = np.arange(n)[::-1]
+        for y, (_, r) in zip(ys, ch.iterrows(), strict=True):
+            d = float(dur.get(r["job"], 1))
+            if pd.notna(r["from_start"]):
+                x0 = timeline.x(float(r["from_start"]))
+                ax.barh(y + 0.22, timeline.x(float(r["from_start"]) + d) - x0, left=x0, height=0.25,
+                        color="#cccccc", edgecolor="#888888", linewidth=0.5)
+            if pd.notna(r["to_start"]):
+                x0 = timeline.x(float(r["to_start"]))
+                ax.barh(y - 0.12, timeline.x(float(r["to_start"]) + d) - x0, left=x0, height=0.45,
+                        color=CHANGE_COLORS.get(r["change"], "#333333"))
+        ax.set_yticks(ys, [f"{j}" for j in ch["job"]], fontsize=8)
+        ax.set_ylim(-0.6, n - 0.4)
+        timeline.format(ax)
+        ax.grid(axis="x", color="#dddddd", linewidth=0.5)
+        handles = [Patch(color="#cccccc", label="previous plan")] + [
+            Patch(color=CHANGE_COLORS[c], label=c) for c in ("kept", "retimed", "moved", "added")
+            if (ch["change"] == c).any()]
+        _title(fig, "Re-plan: previous (grey) and new placement of each job")
+        _top_legend(fig, handles, y_in=0.36)
+    moved = int((ch["change"] == "moved").sum())
+    alt = f"Before/after Gantt chart of {n} jobs, {moved} moved (highlighted)"
+    return Plot("fig-changes", "changes", "Changes against the previous plan", alt, fig, section="changes")
+
+
 def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str,
                 key: str | None = None) -> Plot | None:
     """One site: per GPU type, GPUs in use (training, inference) vs reserved vs available;
@@ -620,6 +662,7 @@ def schedule_plots(frames: dict[str, pd.DataFrame], summary: dict[str, Any],
     plots.extend(site_figure(frames, timeline, s, keys[str(s)]) for s in sites)
     plots.append(inference_figure(frames, timeline))
     plots.append(cost_figure(summary, frames))
+    plots.append(changes_figure(frames, timeline))  # re-plans only
     return [p for p in plots if p is not None]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 Objective = Literal["cost", "carbon", "carbon-then-cost", "cost-then-carbon"]
 OBJECTIVES: tuple[str, ...] = ("cost", "carbon", "carbon-then-cost", "cost-then-carbon")
@@ -43,6 +43,12 @@ class SolveOptions:
                    "auto": lns for the cost objective when the compact model is estimated at
                    AUTO_LNS_NONZEROS or more, mip otherwise (the result's options record
                    which one ran)
+    previous       re-planning: the plan being changed (a schedule folder, a Result or its
+                   training DataFrame; see formulation/replanning.py); None = a fresh plan
+    now            re-planning: jobs started before this period are frozen, and the periods
+                   before it are the previous plan's
+    max_moves      re-planning: at most this many jobs change site, GPU type or option
+    max_moved_gpus re-planning: at most this many GPUs in moved jobs
     """
 
     time_limit_s: float | None = None
@@ -59,6 +65,10 @@ class SolveOptions:
     max_nonzeros: int = 60_000_000
     verbose: bool = False
     strategy: Literal["auto", "mip", "lns"] = "auto"
+    previous: Any = None
+    now: int = 0
+    max_moves: int | None = None
+    max_moved_gpus: int | None = None
 
     warm_start: bool | None = None  # deprecated name of greedy_fallback, kept one version
 

@@ -82,7 +82,11 @@ def gap_of(objective: float | None, bound: float | None) -> float | None:
 
 
 def options_dict(opts: SolveOptions) -> dict[str, Any]:
-    d = dataclasses.asdict(opts)
+    """The options as recorded in a Result (JSON-ready): a re-plan's previous plan by name."""
+    from allocator.previous import describe
+
+    d = dataclasses.asdict(opts.with_(previous=None))
+    d["previous"] = describe(opts.previous)
     d["disabled_families"] = list(d["disabled_families"])
     d.pop("warm_start", None)  # the deprecated alias of greedy_fallback
     return d

@@ -287,6 +287,23 @@ def _schedule_sections(frames, summary, plots: list[Plot], instance) -> str:
             out.append(_figure_html(p))
         out.append(_cost_table(summary))
         out.append("</section>")
+    out.append(_changes_section(frames, summary, by_section.get("changes", []), prefix))
+    return "\n".join(out)
+
+
+def _changes_section(frames, summary, plots: list[Plot], prefix: str) -> str:
+    """Re-plans only: the change counts, the before/after Gantt and changes.csv."""
+    ch = frames.get("changes")
+    if ch is None or not len(ch):
+        return ""
+    counts = summary.get("changes") or {}
+    text = ", ".join(f"{int(v)} {k}" for k, v in counts.items()
+                     if k in ("kept", "moved", "retimed", "added", "removed", "dropped") and v)
+    out = [f'<section id="{prefix}changes"><h2>Changes against the previous plan</h2>',
+           f"<p>{_e(text)}; migration cost {_e(fmt_qty((summary.get('costs') or {}).get('migration', 0.0)))} $.</p>"]
+    out.extend(_figure_html(p) for p in plots)
+    out.append(_details(f"{len(ch)} jobs", _table(ch)))
+    out.append("</section>")
     return "\n".join(out)
 
 

@@ -61,6 +61,7 @@ COST_TERMS: tuple[str, ...] = (
     "unserved",
     "dropped_value",
     "carbon",
+    "migration",  # re-planning only: moving, retiming and re-scaling against a previous plan
 )
 
 @dataclass
@@ -110,6 +111,10 @@ TABLES: dict[str, dict[str, str]] = {
         "link": "int", "a": "str", "b": "str", "period": "int", "traffic_gbps": "float",
         "bandwidth_gbps": "float", "egress_gb": "float", "egress_usd": "float",
     },
+    "changes": {
+        "job": "str", "change": "str", "from_site": "str", "to_site": "str", "from_option": "int",
+        "to_option": "int", "from_start": "int", "to_start": "int", "move_cost_usd": "float",
+    },
     "duals": {
         "kind": "str", "site": "str", "gpu_type": "str", "link": "int", "period": "int",
         "marginal_usd_per_unit_h": "float",
@@ -118,7 +123,7 @@ TABLES: dict[str, dict[str, str]] = {
 REQUIRED_TABLES: tuple[str, ...] = (
     "training", "inference", "inference_gpus", "unserved", "site_gpus", "sites", "links",
 )
-OPTIONAL_TABLES: tuple[str, ...] = ("duals",)  # written only when the result has it
+OPTIONAL_TABLES: tuple[str, ...] = ("duals", "changes")  # written only when the result has it
 FORMATS: dict[str, str] = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}
 SUMMARY_FILE = "summary.json"
 _DTYPE_OF_KIND = {"str": "str", "float": "float64", "bool": "bool"}

@@ -85,12 +85,16 @@ RANGES: dict[str, Range] = {
     "value_usd": Range(0, 1e12, "$"),
     "dataset_tb": Range(0, 1_000_000, "TB", usual=100_000),
     "site_cost_usd": Range(0, 1e12, "$"),
+    "move_cost_usd": Range(0, 1e12, "$"),
+    "move_fixed_usd": Range(0, 1e12, "$"),
+    "retime_cost_usd_per_h": Range(0, 1e9, "$ per hour of shift"),
     # services
     "tokens_per_s_per_gpu": Range(0, 10_000_000, "tokens/s per GPU", lo_open=True, usual=100_000),
     "latency_slo_ms": Range(0, 100_000, "ms", lo_open=True, usual=10_000),
     "bytes_per_token": Range(0, 1_000_000, "bytes", usual=1_000),
     "unserved_usd_per_mtok": Range(0, 1_000_000, "$ per million tokens", usual=1_000),
     "demand": Range(0, 1e12, "tokens/s"),
+    "scale_cost_usd_per_gpu": Range(0, 1e9, "$ per GPU added or removed"),
     # instance
     "carbon_price_usd_per_t": Range(0, 100_000, "$ per tCO2", usual=1_000),
     "budget_usd": Range(0, 1e15, "$"),
@@ -285,6 +289,11 @@ class TrainingJob(Strict):
     site_cost_usd: dict[str, num("site_cost_usd")] = Field(
         default_factory=dict, description="extra one-off cost per site (staging, migration)"
     )
+    move_cost_usd: num("move_cost_usd") | None = Field(
+        None, description="re-planning: paid if the job moves; none = dataset_tb x route egress + move_fixed_usd")
+    move_fixed_usd: num("move_fixed_usd") = Field(0.0, description="re-planning: fixed part of the derived move cost")
+    retime_cost_usd_per_h: num("retime_cost_usd_per_h") = Field(
+        0.0, description="re-planning: per hour its start shifts")
 
     @model_validator(mode="after")
     def _options_or_profile(self) -> TrainingJob:
@@ -307,6 +316,8 @@ class InferenceService(Strict):
     bytes_per_token: num("bytes_per_token") = Field(4.0, description="bytes sent over the network per token")
     redundancy: bool = Field(False, description="N+1: served demand survives losing any one site")
     unserved_usd_per_mtok: num("unserved_usd_per_mtok") = Field(description="penalty per unserved million tokens")
+    scale_cost_usd_per_gpu: num("scale_cost_usd_per_gpu") = Field(
+        0.0, description="re-planning: per GPU added or removed at a site against the previous plan")
     demand: dict[str, series("demand")] = Field(
         default_factory=dict, description="tokens/s per user region (one value or per period)"
     )

@@ -735,9 +735,12 @@ def _evaluate_links(ctx: _Ctx, traffic: np.ndarray, egress_gb: np.ndarray, out: 
 # --------------------------------------------------------------------------- verify
 
 
-def verify(inst: Instance, schedule: str | Path | Schedule, *, net: Network | None = None) -> Verification:
+def verify(inst: Instance, schedule: str | Path | Schedule, *, net: Network | None = None,
+           previous: str | Path | Schedule | None = None) -> Verification:
     """Read a schedule folder (or take a Schedule read already) and check it completely:
-    every rule, every exported derived table and every figure of summary.json."""
+    every rule, every exported derived table and every figure of summary.json. With
+    ``previous`` (the schedule it re-plans) also the frozen jobs, the history before ``now``,
+    the move budget and the move costs, with ``now`` and the caps read from summary.json."""
     sched = schedule if isinstance(schedule, Schedule) else read_schedule(schedule)
     out = _Sink()
     status = sched.summary.get("status")
@@ -768,8 +771,94 @@ def verify(inst: Instance, schedule: str | Path | Schedule, *, net: Network | No
                    lambda df: [_codes(df["service"], ctx.svc_code), _codes(df["region"], ctx.region_code)],
                    lambda i: f"service {ctx.services[i[0]].id}, region {ctx.regions[i[1]].id}, period {i[2]}",
                    complete=False, T=ctx.T, out=out)
+    if previous is not None:
+        prev = previous if isinstance(previous, Schedule) else read_schedule(previous)
+        ev.costs["migration"] = _check_replan(inst, sched, prev, net or Network(inst), out)
+    elif (_num((sched.summary.get("costs") or {}).get("migration")) or 0.0) > ATOL_USD:
+        out("replan-unchecked", "summary.json costs.migration",
+            "the schedule re-plans a previous one: pass --previous PREV_DIR to check it")
     _compare_summary(sched.summary, ev, out)
     return Verification(out.items, ev, sched)
+
+
+def _check_replan(inst: Instance, sched: Schedule, prev: Schedule, net: Network, out: _Sink) -> float:
+    """Frozen jobs, history, move budget and move costs against the previous schedule; returns
+    the migration $ recomputed (moves, retimes, inference scaling)."""
+    options = sched.summary.get("options") if isinstance(sched.summary.get("options"), dict) else {}
+    now = int(options.get("now") or 0)
+    max_moves, max_gpus = options.get("max_moves"), options.get("max_moved_gpus")
+    H = inst.horizon.period_hours
+    jobs = {j.id: j for j in inst.jobs}
+    nodes = {s.id: s.node_id for s in inst.sites}
+
+    def rows(df):
+        return {str(r.job): (int(r.option), str(r.site), str(r.gpu_type), int(r.gpus), int(r.start_period))
+                for r in df.itertuples(index=False)}
+    old, new = rows(prev.frames["training"]), rows(sched.frames["training"])
+    total, moved, moved_gpus, paid = 0.0, 0, 0, {}
+    for j, a in old.items():
+        b = new.get(j)
+        if j not in jobs:
+            continue
+        if a[4] < now:
+            if b != a:
+                out("replan-frozen", f"training job {j}", f"started in period {a[4]} before now = {now} "
+                    f"at {a[1]} (option {a[0]}), but the schedule has {b or 'no placement'}")
+            continue
+        if b is None:
+            continue
+        job = jobs[j]
+        if (a[0], a[1], a[2]) != (b[0], b[1], b[2]):
+            moved += 1
+            moved_gpus += b[3]
+            if job.move_cost_usd is not None:
+                c = float(job.move_cost_usd)
+            else:
+                r = net.route(nodes[a[1]], nodes[b[1]])
+                c = job.dataset_tb * 1000.0 * (r.egress_usd_per_gb if r else 0.0) + job.move_fixed_usd
+        else:
+            c = abs(b[4] - a[4]) * H * job.retime_cost_usd_per_h
+        paid[j] = c
+        total += c
+    for j, b in new.items():
+        if b[4] < now and old.get(j) != b:
+            out("replan-history", f"training job {j}", f"starts in period {b[4]}, before now = {now}, "
+                "where the previous plan is history")
+    if max_moves is not None and moved > int(max_moves):
+        out("replan-max-moves", "training", f"{moved} jobs moved, above max_moves = {max_moves}")
+    if max_gpus is not None and moved_gpus > int(max_gpus):
+        out("replan-max-moved-gpus", "training", f"{moved_gpus} GPUs moved, above max_moved_gpus = {max_gpus}")
+    ch = sched.frames.get("changes")
+    if ch is not None:
+        for r in ch.itertuples(index=False):
+            want = paid.get(str(r.job), 0.0)
+            if not _close(float(r.move_cost_usd), want, ATOL_USD):
+                out("replan-move-cost", f"changes job {r.job}",
+                    f"move_cost_usd {_fmt(float(r.move_cost_usd))} but recomputed {_fmt(want)}")
+    scale = {v.id: v.scale_cost_usd_per_gpu for v in inst.services}
+    T = inst.horizon.periods
+    ig_new, ig_old = sched.frames.get("inference_gpus"), prev.frames.get("inference_gpus")
+    if ig_new is not None and ig_old is not None:
+        def gp(df):
+            d: dict = {}
+            for r in df.itertuples(index=False):
+                d[(str(r.service), str(r.site), str(r.gpu_type), int(r.period))] = \
+                    d.get((str(r.service), str(r.site), str(r.gpu_type), int(r.period)), 0) + int(r.gpus)
+            return d
+        a, b = gp(ig_old), gp(ig_new)
+        for v, s, g in {k[:3] for k in list(a) + list(b)}:
+            for t in range(min(now, T)):
+                if a.get((v, s, g, t), 0) != b.get((v, s, g, t), 0):
+                    out("replan-history", f"inference_gpus {v} at {s} ({g}), period {t}",
+                        f"{b.get((v, s, g, t), 0)} GPUs but the previous plan had {a.get((v, s, g, t), 0)} "
+                        f"before now = {now}")
+            if scale.get(v, 0.0) > 0:
+                last = 0
+                for t in range(now, T):
+                    d = b.get((v, s, g, t), 0) - a.get((v, s, g, t), 0)
+                    total += scale[v] * abs(d - last)
+                    last = d
+    return total
 
 
 def _bounded(s: pd.Series, n: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import copy
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyomo.environ as pyo
 import pytest
 
@@ -136,12 +137,31 @@ def objective_case() -> dict:
     return data
 
 
+def replanning_case() -> dict:
+    """Objective_case's sites S ($1/GPU-h) and T ($2/GPU-h) over 3 periods; A (1 h) ran at T
+    from period 0 (frozen at now = 1); B (1 h, move $5, retime $1/h) was planned at T in period
+    2; new job C (4 GPUs, 1 h) was not in the previous plan. See ``replanning_options``."""
+    data = objective_case()
+    data["horizon"]["periods"] = 3
+    data["carbon_price_usd_per_t"] = 0.0
+    data["jobs"] = [job("A", hours=1.0), job("B", hours=1.0, move_fixed_usd=5.0, retime_cost_usd_per_h=1.0),
+                    job("C", gpus=4, hours=1.0)]
+    return data
+
+
+def replanning_options() -> SolveOptions:
+    prev = pd.DataFrame({"job": ["A", "B"], "option": [0, 0], "site": ["T", "T"], "gpu_type": ["X", "X"],
+                         "gpus": [8, 8], "start_period": [0, 2]})
+    return SolveOptions(previous=prev, now=1, max_moves=1, max_moved_gpus=8)
+
+
 CASES = {
     "training": training_case,
     "inference": inference_case,
     "capacity": capacity_case,
     "power": power_case,
     "network": network_case,
+    "replanning": replanning_case,
     "budget": budget_case,
     "objective": objective_case,
 }
@@ -198,7 +218,8 @@ def placed(frames) -> dict[str, tuple]:
 
 
 def test_registry_lists_every_family_in_build_order():
-    assert FAMILY_NAMES == ("training", "inference", "capacity", "power", "network", "budget", "objective")
+    assert FAMILY_NAMES == ("training", "inference", "capacity", "power", "network", "replanning", "budget",
+                            "objective")
     for name, add in FAMILIES:
         assert add.__name__ == f"add_{name}"
         assert add.__doc__ and add.__module__.endswith(name)
@@ -336,7 +357,8 @@ def test_objective_terms_and_modes(tmp_path):
     assert set(costs) == set(COST_TERMS)
     assert costs == pytest.approx({"reserved_lease": 0.0, "ondemand_lease": 8.0, "energy": 0.4,
                                    "egress": 0.0, "site_extra": 0.0, "tardiness": 0.0,
-                                   "unserved": 0.0, "dropped_value": 0.0, "carbon": 1.6})
+                                   "unserved": 0.0, "dropped_value": 0.0, "carbon": 1.6,
+                                   "migration": 0.0})  # no previous plan
     assert costs == pytest.approx({k: pyo.value(model.cost[k]) for k in COST_TERMS})
     assert model.obj_cost.active and not model.obj_carbon.active
     # carbon first: T, zero emissions

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyomo.environ as pyo
 import pytest
-from test_formulation import CASES, redundancy_case
+from test_formulation import CASES, redundancy_case, replanning_options
 
 from allocator import instance_from_dict
 from allocator.formulation import FAMILY_NAMES, build_model
@@ -24,13 +24,15 @@ UPDATE = os.environ.get("ALLOCATOR_UPDATE_GOLDEN") == "1"
 # the instance whose rows each family's file shows (inference: the N+1 case, which has
 # demand, capacity and redundancy rows)
 GOLDEN_CASES = dict(CASES, inference=redundancy_case)
+GOLDEN_OPTIONS = {"replanning": replanning_options}  # the family is active only with a previous plan
 
 
 def family_lp(family: str, tmp_path: Path) -> str:
     """LP text of the tiny instance's model restricted to ``family``'s rows (the objective
     family: the objective alone, no rows)."""
     inst = instance_from_dict(copy.deepcopy(GOLDEN_CASES[family]()))
-    model = build_model(inst, build_index(inst))
+    options = GOLDEN_OPTIONS[family]() if family in GOLDEN_OPTIONS else None
+    model = build_model(inst, build_index(inst), options)
     for con in model.component_objects(pyo.Constraint, active=True):
         if family == "objective" or not con.name.startswith(family + "_"):
             con.deactivate()

@@ -20,6 +20,7 @@ from allocator.formulation.inference import add_inference
 from allocator.formulation.network import add_network
 from allocator.formulation.objective import add_objective
 from allocator.formulation.power import add_power
+from allocator.formulation.replanning import add_replanning
 from allocator.formulation.training import add_training
 from allocator.indexing import Index
 from allocator.options import SolveOptions
@@ -31,6 +32,7 @@ FAMILIES: list[tuple[str, Callable]] = [
     ("capacity", add_capacity),
     ("power", add_power),
     ("network", add_network),
+    ("replanning", add_replanning),
     ("budget", add_budget),
     ("objective", add_objective),
 ]

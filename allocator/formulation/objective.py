@@ -13,6 +13,8 @@ Expressions (H = period hours, T = periods)
     cost['unserved']       = sum_{v,r,t} unserved[v,r,t] * 3600 * H / 1e6 * unserved_usd_per_mtok(v)
     cost['dropped_value']  = sum_{optional j} value_usd(j) * (1 - sum_{o,s,t} start[j,o,s,t])
     cost['carbon']         = carbon_price_usd_per_t * emissions_t
+    cost['migration']      = move, retime and inference scale cost against a previous plan
+                             (formulation/replanning.py; 0 without one)
     emissions_t            = sum_{s,t} power_mw[s,t] * H * carbon_g_per_kwh(s,t) / 1000
     total_cost             = sum of cost[k] over COST_TERMS
     slack_penalty          = sum of weight * slack (elastic model only; 0 otherwise)
@@ -136,6 +138,7 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
     dropped_const = sum(index.value_usd[j] for j in index.jobs if not index.mandatory[j])
     terms["dropped_value"] = linear(drop_c, drop_v, dropped_const)
     terms["carbon"] = inst.carbon_price_usd_per_t * model.emissions_t
+    terms["migration"] = getattr(model, "_migration", linear([], []))
 
     model.cost = pyo.Expression(list(COST_TERMS), initialize=terms)
     model.total_cost = pyo.Expression(expr=sum(model.cost[k] for k in COST_TERMS))
