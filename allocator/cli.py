@@ -1,8 +1,10 @@
 """The command line: parses arguments and calls the API; nothing else lives here.
 
 Exit codes, the same for every command:
-    0 done, 2 bad input or usage, 3 infeasible, 4 no solution within the limits, 1 a bug.
-A traceback is shown only with --debug.
+    0 done, 2 bad input or usage, 3 infeasible, 4 no solution within the limits,
+    130 interrupted (Ctrl-C), 1 a bug.
+A traceback is shown only with --debug. On a terminal, long commands show a live progress
+display on stderr (allocator.progress); --quiet hides it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.console import Console
 from allocator.errors import AllocatorError, InputError, ModelTooLargeError
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -52,8 +55,8 @@ def guarded(fn):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            err_console.print("interrupted", markup=False)
-            sys.exit(130)
+            err_console.print("interrupted: nothing written", markup=False)
+            sys.exit(EXIT_INTERRUPTED)
         except (AllocatorError, Exception) as e:  # a bug: say so, exit 1
             if debug:
                 traceback.print_exc()
@@ -324,24 +327,39 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--no-warm-start", "no_warm_start", is_flag=True,
               help="Do not fall back on the greedy plan when a limit stops HiGHS.")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
-@click.option("--quiet", is_flag=True, help="Print only the status line.")
+@click.option("--quiet", is_flag=True, help="Print only the status line (no live progress).")
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              metavar="FILE", help="Append the solver log and allocator's stage lines to FILE.")
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
-              strategy, no_warm_start, force, quiet, verbose):
-    """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
+              strategy, no_warm_start, force, quiet, verbose, log_file):
+    """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out.
+
+    Ctrl-C stops the search: the best schedule found so far is written (status feasible,
+    with its bound and gap) and the command exits 130; a second Ctrl-C aborts at once and
+    writes nothing."""
+    from allocator import interrupt
     from allocator import results as results_mod
     from allocator.api import solve
     from allocator.options import SolveOptions
+    from allocator.progress import shown
 
     results_mod.check_export_target(out, force)  # refuse a taken --out before solving
     changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
                         warm_start=not no_warm_start, strategy=strategy,
                         **{k: v for k, v in changes.items() if v is not None})
-    result = solve(instance, opts)
+    with shown("solve", quiet=quiet or verbose, log=log_file):
+        result = solve(instance, opts, on_interrupt="return")
+    interrupted = interrupt.requested()  # Ctrl-C stopped the search: result is its incumbent
+    if interrupted and not result.status.has_schedule:
+        console.print(f"interrupted: {result.status.value}, no schedule; nothing written to {out}",
+                      markup=False, soft_wrap=True)
+        raise ExitWith(EXIT_INTERRUPTED)
     folder = results_mod.export_result(result, out, fmt=fmt, force=force)
-    raise ExitWith(_render_solve(result, str(folder), quiet))
+    code = _render_solve(result, str(folder), quiet)
+    raise ExitWith(EXIT_INTERRUPTED if interrupted else code)
 
 
 def _render_solve(result, folder: str, quiet: bool) -> int:
