@@ -55,7 +55,7 @@ def guarded(fn):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            err_console.print("interrupted: nothing written", markup=False)
+            err_console.print("interrupted", markup=False)
             sys.exit(EXIT_INTERRUPTED)
         except (AllocatorError, Exception) as e:  # a bug: say so, exit 1
             if debug:
@@ -99,8 +99,13 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
     """Solve every scenario of SPEC (a sweep YAML) on INSTANCE; resumable."""
     from allocator.sweep import plot_sweep, summarize, sweep
 
-    df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
-               progress=False if quiet else None, retry_failed=retry_failed)
+    try:
+        df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
+                   progress=False if quiet else None, retry_failed=retry_failed)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: finished scenarios are kept in {out}; the same command "
+                          "resumes the sweep", markup=False, soft_wrap=True)
+        raise ExitWith(EXIT_INTERRUPTED) from None
     counts = summarize(df)
     failed = sum(n for s, n in counts.items() if s not in ("optimal", "feasible"))
     files = plot_sweep(out) if plot else []
@@ -222,7 +227,10 @@ def report_cmd(schedule_dir: str, out: str, png_dir: str | None, instance_path: 
         from allocator.io import load_instance
 
         inst = load_instance(instance_path)
-    rep = write_report(schedule_dir, out, instance=inst, png_dir=png_dir)
+    from allocator.progress import shown
+
+    with shown("report"):
+        rep = write_report(schedule_dir, out, instance=inst, png_dir=png_dir)
     n = len(rep.figure_ids)
     console.print(f"report written: {out} ({rep.kind}, {n} figure{'s' if n != 1 else ''})",
                   markup=False)
@@ -288,8 +296,13 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
     preset = SIZES[(size or "S").upper()]
     counts = {"jobs": jobs, "services": services, "sites": sites, "periods": periods}
     counts = {k: preset[k] if v is None else v for k, v in counts.items()}
-    inst = generate_instance(**counts, seed=seed, period_hours=period_hours)
-    path = write_instance(inst, out, force=force)
+    from allocator.progress import shown, stage
+
+    with shown("generate"):
+        stage("generate")
+        inst = generate_instance(**counts, seed=seed, period_hours=period_hours)
+        stage("write")
+        path = write_instance(inst, out, force=force)
     gpus = sum(p.available for s in inst.sites for p in s.pools)
     console.print(
         f"wrote {path}: {len(inst.jobs)} jobs, {len(inst.services)} services, {len(inst.sites)} sites "

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from allocator import interrupt
 from allocator.errors import InputError, Problem, format_problems
 from allocator.options import SolveOptions
 from allocator.results import COST_TERMS, Result, Status
@@ -138,7 +139,8 @@ def sweep(
 
     client, own_client = _dask_client(executor, scheduler)
     try:
-        with bar:
+        # one session: a Ctrl-C in a scenario's search is not taken as that scenario's end
+        with interrupt.session(), bar:
             if not todo:
                 pass
             elif client is not None:
@@ -210,6 +212,8 @@ class ScenarioTask:
             Path(self.out, "scenarios", sc.id, ROW_FILE).unlink(missing_ok=True)
         try:
             result = _worker_solver(self, inst).solve(sc)
+            if interrupt.requested():  # Ctrl-C stopped this scenario's search: unfinished
+                raise KeyboardInterrupt
             row.update(result_row(result, inst, self.sites))
             if self.out is not None and result.status.has_schedule:
                 export_schedule(result, Path(self.out) / "scenarios" / sc.id)
@@ -678,6 +682,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(inst: Instance, task: ScenarioTask) -> None:
+    interrupt.ignore_in_worker()  # Ctrl-C reaches the whole process group: the parent acts
     _WORKER["inst"], _WORKER["task"] = inst, task
 
 
@@ -704,9 +709,10 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
                 except BrokenProcessPool:
                     broken = True
         except BaseException:
-            # let running scenarios end (on Ctrl-C they are interrupted too) so no process
-            # outlives the sweep and writes into its folder later
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Ctrl-C (workers ignore it): cancel what has not started and stop the workers,
+            # so no process outlives the sweep and writes into its folder later; a scenario
+            # they were solving has no row.json and is solved again on resume
+            _stop_pool(pool)
             raise
         pool.shutdown(wait=True)
         if not broken:
@@ -725,6 +731,17 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
                 record(row)
             else:
                 pending.append(sc)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
+    pool.shutdown(wait=True)
 
 
 def _run_executor(executor: Executor, inst, todo, task, record) -> None:

@@ -193,3 +193,44 @@ def test_no_live_display_when_not_a_terminal_and_log_keeps_solver_and_stages(tmp
         assert stage in text
     assert "Presolving model" in text  # HiGHS's own log
     assert "incumbent " in text
+
+
+SWEEP_SPEC = """\
+name: ctrl-c
+mode: grid
+parameters:
+  - path: carbon_price_usd_per_t    # 8 scenarios of the demo, about a second each
+    values: [0, 10, 20, 30, 40, 50, 60, 70]
+solve:
+  time_limit_s: 20
+"""
+
+
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
+def test_ctrl_c_in_a_sweep_exits_130_keeping_finished_rows_every_time(tmp_path, workers):
+    """Five Ctrl-C's in five sweeps (in this process; in two worker processes), each sent to
+    the whole process group as a terminal does, once a first scenario has finished: each sweep
+    stops with 130 and keeps its finished rows (a Ctrl-C during a scenario's HiGHS run used to
+    end that scenario only, and the sweep went on)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SWEEP_SPEC)
+    for trial in range(5):
+        out = tmp_path / f"run{trial}"
+        proc = subprocess.Popen([*CLI, "sweep", str(DEMO), str(spec), "--out", str(out),
+                                 "--workers", workers, "--quiet"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_env(),
+                                start_new_session=True)
+        t0 = time.monotonic()
+        while not list(out.glob("scenarios/*/row.json")):
+            assert proc.poll() is None and time.monotonic() - t0 < 60, proc.communicate()
+            time.sleep(0.02)
+        time.sleep(0.1 + 0.2 * trial)  # at different points of the next scenario
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (trial, stdout, stderr)
+        rows = list(out.glob("scenarios/*/row.json"))
+        assert 1 <= len(rows) < 8, trial
+        import pandas as pd
+
+        done = pd.read_csv(out / "results.csv")["status"].notna().sum()
+        assert done == len(rows)  # the gathered table holds every finished row
