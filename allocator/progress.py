@@ -202,7 +202,7 @@ class Display:
         t.add_column()
         t.add_column(style="dim")
         t.add_column()
-        t.add_row(self.title, ev.stage if ev else "start", "elapsed", _clock(time.perf_counter() - self.t0))
+        t.add_row(self.title, f"stage {ev.stage if ev else 'start'}", "elapsed", _clock(time.perf_counter() - self.t0))
         if ev is not None and (ev.incumbent is not None or ev.bound is not None):
             t.add_row("", "", "incumbent", _fmt(ev.incumbent))
             t.add_row("", "", "bound", _fmt(ev.bound))
