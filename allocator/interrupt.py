@@ -94,14 +94,18 @@ def session():
 
 @contextlib.contextmanager
 def searching():
-    """Mark a search: within it the first Ctrl-C requests a stop instead of raising."""
+    """Mark a search: within it the first Ctrl-C requests a stop instead of raising. Only a
+    search of the main thread counts (where the handler runs): while the main thread waits
+    for searches in other threads (a thread pool, Dask threads), Ctrl-C raises there and the
+    stop request still ends those searches."""
+    main = threading.current_thread() is threading.main_thread()
     with session():
-        with _lock:
+        if main:
             _depth["searching"] += 1
         try:
             yield
         finally:
-            with _lock:
+            if main:
                 _depth["searching"] -= 1
 
 

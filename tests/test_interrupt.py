@@ -234,3 +234,31 @@ def test_ctrl_c_in_a_sweep_exits_130_keeping_finished_rows_every_time(tmp_path, 
 
         done = pd.read_csv(out / "results.csv")["status"].notna().sum()
         assert done == len(rows)  # the gathered table holds every finished row
+
+
+def test_ctrl_c_in_a_sweep_on_dask_threads_stops_and_keeps_finished_rows(tmp_path):
+    """Dask worker threads in this process: the main thread waits on the futures, a Ctrl-C
+    there stops the sweep (and the searches in the worker threads)."""
+    import threading
+
+    import yaml
+    from distributed import Client, LocalCluster
+
+    from allocator.sweep import read_results, sweep
+
+    spec = yaml.safe_load(SWEEP_SPEC)
+    rows: list[dict] = []
+
+    def on_row(row: dict) -> None:
+        rows.append(row)
+        if len(rows) == 1:  # into the next scenario's search
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with pytest.raises(KeyboardInterrupt):
+            sweep(DEMO, spec, out=tmp_path / "s", executor=client, on_row=on_row)
+    assert 1 <= len(rows) < 8
+    finished = read_results(tmp_path / "s")
+    assert finished["status"].notna().sum() == len(list((tmp_path / "s").glob("scenarios/*/row.json")))
+    assert set(finished["status"].dropna()) <= {"optimal", "feasible"}  # no false error rows
