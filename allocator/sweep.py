@@ -212,8 +212,8 @@ class ScenarioTask:
             Path(self.out, "scenarios", sc.id, ROW_FILE).unlink(missing_ok=True)
         try:
             result = _worker_solver(self, inst).solve(sc)
-            if interrupt.requested():  # Ctrl-C stopped this scenario's search: unfinished
-                raise KeyboardInterrupt
+            if interrupt.requested() and interrupt.MESSAGE in (result.message or ""):
+                raise KeyboardInterrupt  # Ctrl-C stopped this scenario's search: unfinished
             row.update(result_row(result, inst, self.sites))
             if self.out is not None and result.status.has_schedule:
                 export_schedule(result, Path(self.out) / "scenarios" / sc.id)
@@ -681,12 +681,24 @@ def _run_inline(inst, todo, task, record) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(inst: Instance, task: ScenarioTask) -> None:
-    interrupt.ignore_in_worker()  # Ctrl-C reaches the whole process group: the parent acts
-    _WORKER["inst"], _WORKER["task"] = inst, task
+def _init_worker(inst: Instance, task: ScenarioTask, stop=None) -> None:
+    """Ctrl-C reaches the whole process group; a worker ignores it and waits for the parent's
+    ``stop`` event instead, which ends its search like a first Ctrl-C (the scenario is left
+    unfinished) while a scenario already solved still writes its row."""
+    interrupt.ignore_in_worker()
+    _WORKER["inst"], _WORKER["task"], _WORKER["stop"] = inst, task, stop
+    if stop is not None:
+        def relay() -> None:
+            stop.wait()
+            interrupt.request_stop()
+
+        threading.Thread(target=relay, daemon=True).start()
 
 
 def _run_in_worker(sc: Scenario) -> dict:
+    stop = _WORKER.get("stop")
+    if stop is not None and stop.is_set():  # queued before the parent cancelled the rest
+        raise KeyboardInterrupt
     return _WORKER["task"](_WORKER["inst"], sc)
 
 
@@ -695,11 +707,16 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
     out of memory) breaks the pool: it is restarted and unfinished scenarios resubmitted."""
     if workers > 1 and task.options.threads is None:
         task.options = task.options.with_(threads=1)  # the processes share the cores
+    import multiprocessing
+
+    context = multiprocessing.get_context()
+    stop = context.Event()
     attempts: dict[str, int] = {}
     pending = list(todo)
     while pending:
         pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)),
-                                   initializer=_init_worker, initargs=(inst, task))
+                                   mp_context=context, initializer=_init_worker,
+                                   initargs=(inst, task, stop))
         futures = {pool.submit(_run_in_worker, sc): sc for sc in pending}
         broken = False
         try:
@@ -709,10 +726,12 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
                 except BrokenProcessPool:
                     broken = True
         except BaseException:
-            # Ctrl-C (workers ignore it): cancel what has not started and stop the workers,
-            # so no process outlives the sweep and writes into its folder later; a scenario
-            # they were solving has no row.json and is solved again on resume
-            _stop_pool(pool)
+            # Ctrl-C (workers ignore it): cancel what has not started, stop the searches
+            # running and wait for the workers, so no process outlives the sweep and writes
+            # into its folder later; an interrupted scenario has no row.json and is solved
+            # again on resume
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         if not broken:
@@ -731,17 +750,6 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
                 record(row)
             else:
                 pending.append(sc)
-
-
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=10)
-    pool.shutdown(wait=True)
 
 
 def _run_executor(executor: Executor, inst, todo, task, record) -> None:
