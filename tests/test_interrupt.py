@@ -206,15 +206,19 @@ solve:
 """
 
 
-@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
-def test_ctrl_c_in_a_sweep_exits_130_keeping_finished_rows_every_time(tmp_path, workers):
-    """Five Ctrl-C's in five sweeps (in this process; in two worker processes), each sent to
+@pytest.mark.parametrize(("workers", "trials"), [
+    ("1", 2),  # the default run: two trials, the Ctrl-C at two points of a scenario
+    pytest.param("1", 5, marks=pytest.mark.slow),
+    pytest.param("2", 5, marks=pytest.mark.slow),
+])
+def test_ctrl_c_in_a_sweep_exits_130_keeping_finished_rows_every_time(tmp_path, workers, trials):
+    """Ctrl-C's in five (two) sweeps (in this process; in two worker processes), each sent to
     the whole process group as a terminal does, once a first scenario has finished: each sweep
     stops with 130 and keeps its finished rows (a Ctrl-C during a scenario's HiGHS run used to
     end that scenario only, and the sweep went on)."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(SWEEP_SPEC)
-    for trial in range(5):
+    for trial in range(trials):
         out = tmp_path / f"run{trial}"
         proc = subprocess.Popen([*CLI, "sweep", str(DEMO), str(spec), "--out", str(out),
                                  "--workers", workers, "--quiet"], stdout=subprocess.PIPE,
@@ -224,7 +228,7 @@ def test_ctrl_c_in_a_sweep_exits_130_keeping_finished_rows_every_time(tmp_path, 
         while not list(out.glob("scenarios/*/row.json")):
             assert proc.poll() is None and time.monotonic() - t0 < 60, proc.communicate()
             time.sleep(0.02)
-        time.sleep(0.1 + 0.2 * trial)  # at different points of the next scenario
+        time.sleep(0.1 + 0.2 * trial * 4 / max(1, trials - 1))  # at other points of the next scenario
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, (trial, stdout, stderr)
