@@ -70,6 +70,22 @@ def guarded(fn):
     return wrapper
 
 
+def loads_instance(fn):
+    """``--allow-outside-paths`` for a command that loads an instance: its CSV tables and
+    profiles_dir may then lie outside the instance's folder (refused by default)."""
+
+    @click.option("--allow-outside-paths", "allow_outside_paths", is_flag=True,
+                  help="Let the instance reference tables and profiles outside its own folder.")
+    @functools.wraps(fn)
+    def wrapper(*args, allow_outside_paths: bool = False, **kwargs):
+        from allocator.io import outside_paths_allowed
+
+        with outside_paths_allowed(allow_outside_paths):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.version_option(package_name="allocator")
@@ -94,6 +110,7 @@ def main(debug: bool) -> None:
 @click.option("--plot", is_flag=True, help="Also write PNG figures into OUT/plots/.")
 @click.option("--retry-failed", is_flag=True, help="Re-run scenarios recorded with status error.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
+@loads_instance
 @guarded
 def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet):
     """Solve every scenario of SPEC (a sweep YAML) on INSTANCE; resumable."""
@@ -149,6 +166,7 @@ def plot_sweep_cmd(folder):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
 @click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder of AI model profiles (default: the nearest models/ above the instance).")
+@loads_instance
 @guarded
 def validate_cmd(instance, as_json, profiles_dir):
     """Check INSTANCE and print what it holds (exit 0), or every problem found (exit 2)."""
@@ -217,6 +235,7 @@ def validate_cmd(instance, as_json, profiles_dir):
               help="Also write every figure as PNG into this folder (for slides).")
 @click.option("--instance", "instance_path", type=click.Path(path_type=str), default=None,
               help="The instance solved: adds job deadlines and the exact horizon.")
+@loads_instance
 @guarded
 def report_cmd(schedule_dir: str, out: str, png_dir: str | None, instance_path: str | None) -> None:
     """Write an HTML report of a schedule folder (or a sweep folder) with its figures."""
@@ -248,6 +267,7 @@ EXIT_VIOLATIONS = 1  # the schedule breaks a rule or its figures do not match
 @click.argument("schedule_dir", type=click.Path(path_type=str))
 @click.option("--max-per-rule", default=20, show_default=True, type=click.IntRange(min=1),
               help="Violations listed per rule before '(+N more)'.")
+@loads_instance
 @guarded
 def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int) -> None:
     """Check an exported schedule against its instance, independently of the solver.
@@ -344,6 +364,7 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=str), default=None,
               metavar="FILE", help="Append the solver log and allocator's stage lines to FILE.")
+@loads_instance
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
               strategy, no_warm_start, force, quiet, verbose, log_file):

@@ -22,6 +22,15 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from allocator.eligibility import (
+    allowed_text,
+    gang_fits,
+    job_window,
+    power_fits,
+    site_allowed,
+    window_min,
+    within_slo,
+)
 from allocator.network import Network, Route
 from allocator.schema import Instance, series_list
 
@@ -106,13 +115,6 @@ def link_labels(inst: Instance) -> list[str]:
     ]
 
 
-def _window_min(values: np.ndarray, d: int) -> np.ndarray:
-    """min(values[t:t+d]) for t = 0 .. len-d."""
-    if d <= 1:
-        return values.copy()
-    return np.lib.stride_tricks.sliding_window_view(values, d).min(axis=1)
-
-
 def _pools_frame(inst: Instance) -> pd.DataFrame:
     kw = {g.id: g.power_kw for g in inst.gpu_types}
     rows = []
@@ -195,7 +197,7 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
         if not job.options:
             unplaced[job.id] = "it has no execution option (its profile gives none for the GPU types here)"
             continue
-        hard_end = min(job.deadline_period or T, T) if job.deadline == "hard" else T
+        _, hard_end = job_window(job, T)
         for o, opt in enumerate(job.options):
             opt_rows.append((job.id, o, opt.gpu_type, opt.gpus, duration_periods(opt.hours, H),
                              job.release_period, hard_end))
@@ -215,20 +217,20 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
                + ", ".join(sorted(set(b["g"]))))
     # 2. residency
     if len(cand):
-        allowed = np.array([_site_allowed(jobs[j], s, z) for j, s, z in
+        allowed = np.array([site_allowed(jobs[j], s, z) for j, s, z in
                             zip(cand["j"], cand["s"], cand["zone"], strict=True)], dtype=bool)
         before, cand = cand, cand[allowed]
         drop_stage(before, cand, lambda j, b: "no site offering its GPU types is in its allowed "
-                   + _allowed_text(jobs[j]))
+                   + allowed_text(jobs[j]))
     # 3. the gang fits the pool
-    before, cand = cand, cand[cand["available"] >= cand["gpus"]]
+    before, cand = cand, cand[gang_fits(cand["gpus"], cand["available"])]
     drop_stage(before, cand, lambda j, b: "it needs " + " or ".join(
         f"{int(r.gpus)} {r.g}" for r in b.drop_duplicates(["o"]).itertuples())
         + f" but the largest allowed pool offers {int(b['available'].max())}")
     # 4. the gang's power alone fits the site's ceiling at its highest
     cand = cand.assign(need_mw=cand["gpus"] * cand["mw_per_gpu"])
     cap_max = site_periods.groupby("s")["power_cap_mw"].max()
-    before, cand = cand, cand[cand["need_mw"] <= cand["s"].map(cap_max).astype(float) + EPS]
+    before, cand = cand, cand[power_fits(cand["need_mw"], cand["s"].map(cap_max).astype(float))]
     drop_stage(before, cand, lambda j, b: f"its smallest gang needs {b['need_mw'].min():.1f} MW "
                f"but no allowed site has more than {float(b['s'].map(cap_max).max()):.1f} MW")
     # 5. dataset route (one route per (data source, site), not per candidate row)
@@ -310,21 +312,6 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
     return normal, late, unplaced
 
 
-def _site_allowed(job, s: str, zone: str) -> bool:
-    if job.allowed_sites is not None and s not in job.allowed_sites:
-        return False
-    return not (job.allowed_zones is not None and zone not in job.allowed_zones)
-
-
-def _allowed_text(job) -> str:
-    parts = []
-    if job.allowed_sites is not None:
-        parts.append("sites " + ", ".join(job.allowed_sites))
-    if job.allowed_zones is not None:
-        parts.append("zones " + ", ".join(job.allowed_zones))
-    return " / ".join(parts) or "sites"
-
-
 def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start periods t in lo..hi (inclusive) of each candidate row: (row positions, t)."""
     n = np.maximum(hi - lo + 1, 0).astype(np.int64)
@@ -355,14 +342,14 @@ def _power_window(cand: pd.DataFrame, site_periods: pd.DataFrame,
         key = (s_list[i], d_list[i])
         o = at.get(key)
         if o is None:
-            w = _window_min(caps[key[0]], key[1])
+            w = window_min(caps[key[0]], key[1])
             o = at[key] = size
             windows.append(w)
             size += len(w)
         offset[i] = o
     wmin = np.concatenate(windows)
     need = cand["need_mw"].to_numpy(dtype=float)
-    return [need[rows] <= wmin[offset[rows] + t] + EPS for rows, t in starts]
+    return [power_fits(need[rows], wmin[offset[rows] + t]) for rows, t in starts]
 
 
 def _per_job(jid: dict[str, int], values: dict[str, object], dtype) -> np.ndarray:
@@ -499,12 +486,10 @@ def _flows(inst: Instance, net: Network, pools: pd.DataFrame, labels: list[str])
             if region is None:
                 continue  # reported by validation
             for s_id, site in sites.items():
-                if v.allowed_sites is not None and s_id not in v.allowed_sites:
-                    continue
-                if v.allowed_zones is not None and site.zone not in v.allowed_zones:
+                if not site_allowed(v, s_id, site.zone):
                     continue
                 route = net.route(site.node_id, region.node_id)
-                if route is None or route.latency_ms > v.latency_slo_ms + EPS:
+                if route is None or not within_slo(route.latency_ms, v.latency_slo_ms):
                     continue
                 for g, tps in v.tokens_per_s_per_gpu.items():
                     if g not in pool_types.get(s_id, ()):
