@@ -16,6 +16,7 @@ import traceback
 import click
 from rich.console import Console
 
+from allocator import display
 from allocator.errors import AllocatorError, InputError, ModelTooLargeError
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
@@ -137,7 +138,8 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
         console.print(table)
         ok = df[df["status"].isin(["optimal", "feasible"])]
         if len(ok):
-            console.print(f"objective from {ok['objective'].min():,.2f} to {ok['objective'].max():,.2f}")
+            console.print(f"objective from {display.fixed(ok['objective'].min())} to "
+                          f"{display.fixed(ok['objective'].max())}")
     if failed:
         console.print(f"{failed} of {len(df)} scenarios have no schedule; see the status and "
                       f"error columns of {out}/results.csv", soft_wrap=True, markup=False)
@@ -224,6 +226,67 @@ def validate_cmd(instance, as_json, profiles_dir):
         raise ExitWith(EXIT_INPUT)
     console.print(f"valid: no errors, {len(warns)} warning{'s' if len(warns) != 1 else ''}", markup=False, soft_wrap=True)
     raise ExitWith(EXIT_OK)
+
+
+# --- profiles ---
+@main.command("profiles")
+@click.option("--profiles", "profiles_dir", type=click.Path(exists=True, file_okay=False, path_type=str),
+              default=None, help="Folder of your own AI model profiles (default: the nearest models/ "
+                                 "at or above the current folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@guarded
+def profiles_cmd(profiles_dir: str | None, as_json: bool) -> None:
+    """List the AI model profiles a job or service can name: id, where it comes from (the
+    packaged profiles, or a folder, which wins for an id it holds) and key figures."""
+    import json
+    from pathlib import Path
+
+    from allocator.io import find_profiles_dir, load_profile
+    from allocator.profiles import known
+
+    folder = Path(profiles_dir) if profiles_dir is not None else find_profiles_dir(Path.cwd())
+    rows = []
+    for f in known(folder):
+        with f.path() as path:
+            p = load_profile(path)
+        tr, inf = p.training, p.inference
+        rows.append({
+            "id": p.id, "name": p.name,
+            "source": display_source(f.source, path),
+            "parameters_b": p.parameters_b, "active_parameters_b": p.active_parameters_b,
+            "training_gpu_hours_h100": None if tr is None else tr.gpu_hours_h100,
+            "reference_tokens_t": None if tr is None else tr.reference_tokens_t,
+            "tokens_per_s_per_gpu": {} if inf is None else dict(inf.tokens_per_s_per_gpu),
+            "estimate": p.estimate,
+        })
+    if as_json:
+        click.echo(json.dumps({"folder": None if folder is None else str(folder), "profiles": rows}, indent=2))
+        raise ExitWith(EXIT_OK)
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} AI model profiles")
+    for col, just in (("id", "left"), ("source", "left"), ("params B (active)", "right"),
+                      ("train GPU-h H100 / tokens", "right"), ("tok/s per GPU", "left"),
+                      ("estimate", "left")):
+        table.add_column(col, justify=just, no_wrap=col == "id")
+    for r in rows:
+        params = "-" if r["parameters_b"] is None else display.qty(r["parameters_b"])
+        if r["active_parameters_b"] not in (None, r["parameters_b"]):
+            params += f" ({display.qty(r['active_parameters_b'])})"
+        train = "-" if r["training_gpu_hours_h100"] is None else (
+            f"{r['training_gpu_hours_h100'] / 1e6:,.4g}M / {r['reference_tokens_t']:g}T")
+        tps = ", ".join(f"{g} {display.qty(x)}" for g, x in r["tokens_per_s_per_gpu"].items()) or "-"
+        table.add_row(r["id"], r["source"], params, train, tps, "yes" if r["estimate"] else "no")
+    console.print(table)
+    where = "none (no models/ folder at or above the current folder)" if folder is None else str(folder)
+    console.print(f"folder: {where}; a profile there wins over the packaged one of the same id",
+                  markup=False, soft_wrap=True)
+    raise ExitWith(EXIT_OK)
+
+
+def display_source(source: str, path) -> str:
+    """'packaged', or 'folder <file>' for a profile of the user's."""
+    return "packaged" if source == "packaged" else f"folder {path}"
 
 
 # --- report ---
@@ -401,24 +464,24 @@ def _render_solve(result, folder: str, quiet: bool) -> int:
     from rich.table import Table
 
     status = result.status.value
-    gap = "" if result.gap is None else f", gap {result.gap:.4%}"
-    obj = "" if result.objective is None else f", objective {result.objective:,.2f}"
+    gap = "" if result.gap is None else f", gap {display.pct(result.gap)}"
+    obj = "" if result.objective is None else f", objective {display.fixed(result.objective)}"
     where = "schedule" if result.status.has_schedule else "summary"
     console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
     if result.status.has_schedule and not quiet:
         head = Table(show_header=False, box=None)
         head.add_column()
         head.add_column(justify="right")
-        head.add_row("objective", f"{result.objective:,.2f}")
-        head.add_row("best bound", "-" if result.bound is None else f"{result.bound:,.2f}")
-        head.add_row("gap", "-" if result.gap is None else f"{result.gap:.4%}")
+        head.add_row("objective", display.fixed(result.objective))
+        head.add_row("best bound", "-" if result.bound is None else display.fixed(result.bound))
+        head.add_row("gap", "-" if result.gap is None else display.pct(result.gap))
         for term, usd in result.costs.items():
             if abs(usd) > 0.005:
-                head.add_row(f"  {term} $", f"{usd:,.2f}")
+                head.add_row(f"  {term} $", display.fixed(usd))
         if result.total_cost is not None:
-            head.add_row("total cost $", f"{result.total_cost:,.2f}")
+            head.add_row("total cost $", display.fixed(result.total_cost))
         if result.emissions_t is not None:
-            head.add_row("emissions tCO2", f"{result.emissions_t:,.2f}")
+            head.add_row("emissions tCO2", display.fixed(result.emissions_t))
         head.add_row("build / solve s", f"{result.build_s:.2f} / {result.solve_s:.2f}")
         head.add_row("solver", result.solver)
         console.print(head)
@@ -464,9 +527,13 @@ def _site_utilisation(frames) -> list[tuple[str, str, str]]:
         if len(power):
             p = power.loc[(power["power_mw"] / power["power_cap_mw"].where(
                 power["power_cap_mw"] > 0)).fillna(0).idxmax()]
-            ptxt = f"{p['power_mw']:,.2f} / {p['power_cap_mw']:,.2f}"
+            ptxt = f"{display.fixed(p['power_mw'])} / {display.fixed(p['power_cap_mw'])}"
         else:
             ptxt = "-"
         rows.append((str(site), f"{int(peak['gpus_in_use']):,} / {int(peak['gpus_available']):,}",
                      ptxt))
     return rows
+
+
+if __name__ == "__main__":
+    main(prog_name="allocator")

@@ -12,7 +12,8 @@ Inference is planned after the mandatory jobs, period by period: each (service, 
 demand goes to the cheapest reachable pools (idle capacity of GPUs the service already holds
 first, then whole GPUs added while a GPU costs less than the penalty for the tokens it would
 serve), within free GPUs, power and link bandwidth. A service with N+1 redundancy then gets
-GPUs at other sites (or serves less) until losing its largest site leaves enough capacity.
+GPUs at other sites (or serves less) until, for each region, losing its largest site within
+the region's SLO leaves enough capacity there, and losing any site leaves enough for all.
 Optional jobs come last, each placed only if it costs less than its value.
 
 ``greedy_schedule(inst, index=None)`` returns the decision tables of docs/schedule-format.md
@@ -436,56 +437,65 @@ def _plan_inference(inst: Instance, index: Index, st: _State):
 
 
 def _redundancy(v, t, st, held, used_tok, served, cands, free_gpus, add_gpus) -> None:
-    """N+1 for service v in period t: losing its largest site must leave capacity for all it
-    serves. Add GPUs at other reachable sites while there is room; else serve less."""
-    tps_of = {}
-    for (vv, _r), cs in cands.items():
-        if vv == v:
-            for c in cs:
-                tps_of[c[0]] = c[3]
+    """N+1 for service v in period t (the inference_redundancy rows): for each region, losing
+    any one site must leave capacity within the region's SLO for what it is served; then
+    losing any one site must leave capacity for all v serves. Add GPUs at other sites that may
+    serve it while there is room; else serve less."""
+    regions = sorted({f[1] for f in served if f[0] == v and f[4] == t and f[5] > 1e-9})
+    for r in regions:
+        pools = {c[0]: c[3] for c in cands.get((v, r), [])}
+        _cover_loss(v, t, pools, lambda f, r=r: f[1] == r, st, held, used_tok, served, cands,
+                    free_gpus, add_gpus)
+    pools = {c[0]: c[3] for r in regions for c in cands.get((v, r), [])}  # sites that may serve them
+    _cover_loss(v, t, pools, lambda f: True, st, held, used_tok, served, cands, free_gpus, add_gpus)
 
+
+def _cover_loss(v, t, pools, match, st, held, used_tok, served, cands, free_gpus, add_gpus) -> None:
+    """Make the capacity of v at ``pools`` (pool -> tokens/s per GPU) after losing its largest
+    site cover v's flows in period t that ``match``: add GPUs at the other sites, else cut
+    those flows."""
     def site_caps() -> dict[int, float]:
         caps: dict[int, float] = {}
-        for k, tps in tps_of.items():
+        for k, tps in pools.items():
             n = held.get((v, k, t), 0)
             if n:
                 s = int(st.pool_site[k])
                 caps[s] = caps.get(s, 0.0) + n * tps
         return caps
 
-    total_served = sum(x for (vv, _r, _s, _g, tt, x) in served if vv == v and tt == t)
-    if total_served <= 1e-9:
-        return
-    for _ in range(len(tps_of) + 1):
+    def deficit() -> tuple[float, int | None]:
         caps = site_caps()
-        largest_site = max(caps, key=caps.get)
-        deficit = total_served - (sum(caps.values()) - caps[largest_site])
-        if deficit <= 1e-6:
+        largest = max(caps, key=caps.get) if caps else None
+        return total - (sum(caps.values()) - caps.get(largest, 0.0)), largest
+
+    mine = [i for i, f in enumerate(served) if f[0] == v and f[4] == t and match(f)]
+    total = sum(served[i][5] for i in mine)
+    if total <= 1e-9:
+        return
+    for _ in range(len(pools) + 1):
+        short, largest_site = deficit()
+        if short <= 1e-6:
             return
-        options = sorted((k for k in tps_of if st.pool_site[k] != largest_site and free_gpus(k, t) > 0),
-                         key=lambda k: st.gpu_cost(k, t, 1) / tps_of[k])
+        options = sorted((k for k in pools if st.pool_site[k] != largest_site and free_gpus(k, t) > 0),
+                         key=lambda k: st.gpu_cost(k, t, 1) / pools[k])
         if not options:
             break
         k = options[0]
-        # adding at k must not make k's site the new largest above what the others can cover
-        n = min(free_gpus(k, t), math.ceil(deficit / tps_of[k] - 1e-9))
-        add_gpus(v, k, t, n)
-    caps = site_caps()
-    largest_site = max(caps, key=caps.get)
-    deficit = total_served - (sum(caps.values()) - caps[largest_site]) + 1e-6
-    if deficit <= 2e-6:
+        # adding at k may make k's site the new largest: the loop looks again
+        add_gpus(v, k, t, min(free_gpus(k, t), math.ceil(short / pools[k] - 1e-9)))
+    short = deficit()[0] + 1e-6
+    if short <= 2e-6:
         return
-    # serve less: cut flows of v in period t, largest first, by the deficit
-    for i in sorted((i for i, f in enumerate(served) if f[0] == v and f[4] == t),
-                    key=lambda i: -served[i][5]):
-        if deficit <= 0:
+    # serve less: cut the matching flows, largest first, by the deficit
+    for i in sorted(mine, key=lambda i: -served[i][5]):
+        if short <= 0:
             break
         vv, r, s, g, tt, x = served[i]
-        cut = min(x, deficit)
+        cut = min(x, short)
         served[i] = (vv, r, s, g, tt, x - cut)
         k = st.pool_of[(s, g)]
         used_tok[(v, k, t)] -= cut
-        deficit -= cut
+        short -= cut
         # the cut traffic no longer uses its links
         for c in cands.get((v, r), []):
             if c[0] == k and c[5] > 0:

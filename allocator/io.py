@@ -12,7 +12,8 @@ files it references by a path relative to the instance file:
 The same tables can be handed over as pandas DataFrames (``instance_from_frames``), so a
 pipeline builds an instance without touching disk; both routes share one conversion.
 AI model profiles named by jobs and services are looked up in ``profiles_dir`` (relative
-to the instance file), else in the nearest ``models/`` folder above it.
+to the instance file), else in the nearest ``models/`` folder above it, else among the
+profiles shipped in the package (allocator.profiles).
 
 YAML is read with ``yaml.safe_load`` semantics only: no tag can construct an object. Nothing
 read is evaluated or unpickled. Hostile files are refused before they cost time or memory:
@@ -43,6 +44,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from allocator import profiles as profile_files
 from allocator.errors import InputError, Problem
 from allocator.schema import ExecutionOption, Horizon, Instance, ModelProfile
 
@@ -849,16 +851,13 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
     pdir = Path(profiles_dir) if profiles_dir is not None else find_profiles_dir(base)
     profiles = list(given)
     for pid in missing:
-        path = None
-        if pdir is not None and "/" not in pid and "\\" not in pid and not pid.startswith("."):
-            for ext in (".yaml", ".yml"):
-                if (pdir / f"{pid}{ext}").is_file():
-                    path = pdir / f"{pid}{ext}"
-        if path is None:
+        found = profile_files.locate(pid, pdir)  # the folder's file, else the packaged one
+        if found is None:
             problems.extend(_unknown_profile(data, pid, pdir, origin or {}))
             continue
         try:
-            prof = load_profile(path)
+            with found.path() as path:
+                prof = load_profile(path)
         except InputError as exc:
             problems.extend(exc.problems)
             continue
@@ -872,15 +871,20 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
 
 def _unknown_profile(data: dict, pid: str, pdir: Path | None, origin: dict[tuple, str]) -> list[Problem]:
     """A problem for each job or service naming a profile that is in no profile file."""
+    shipped = [p.id for p in profile_files.known(None)]
     if pdir is None:
-        what = "was not found: no models/ folder at or above the instance"
-        fix = "give profiles_dir (a folder of profile YAML files), or the profile inline under profiles:"
+        close = difflib.get_close_matches(pid, shipped, n=1, cutoff=0.6)
+        what = ("was not found in models/ (the packaged profiles; there is no models/ folder at or "
+                "above the instance)")
+        fix = ((f"did you mean {close[0]!r}? " if close else "")
+               + "give profiles_dir (a folder of profile YAML files), or the profile inline under profiles:")
     else:
         have = sorted(f.stem for f in pdir.glob("*.y*ml"))
-        close = difflib.get_close_matches(pid, have, n=1, cutoff=0.6)
-        what = f"was not found in {pdir.name}/"
+        close = difflib.get_close_matches(pid, have + shipped, n=1, cutoff=0.6)
+        what = f"was not found in {pdir.name}/ nor among the packaged profiles"
         fix = (f"did you mean {close[0]!r}? " if close else f"add {pdir.name}/{pid}.yaml or fix the name; ")
         fix += f"profiles there: {', '.join(have[:8]) + (', ...' if len(have) > 8 else '') or 'none'}"
+    fix += f"; packaged: {', '.join(shipped)} (allocator profiles lists them)"
     out = []
     for key in ("jobs", "services"):
         for i, item in enumerate(_items(data, key) or []):

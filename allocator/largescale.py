@@ -285,7 +285,7 @@ def build_arrays(inst: Instance, index: Index, *, compact: bool = True) -> Array
                  np.concatenate([np.ones(NS), -tps]), -INF, 0.0)
         red = set(index.redundant_services)
         if red:
-            _redundancy_rows(rows, dem, spr, tps, red, o_uns, o_inf)
+            _redundancy_rows(rows, dem, spr, serve, tps, red, o_uns, o_inf)
 
     # ---- capacity and power
     gp_index = np.full((K, T), -1, dtype=np.int64)
@@ -499,39 +499,51 @@ def _prefix_pairs(values: np.ndarray, points: np.ndarray, side: str) -> tuple[np
     return rows, elems
 
 
-def _redundancy_rows(rows: _Rows, dem, spr, tps, red, o_uns, o_inf) -> None:
-    """inference_redundancy[v,s,t]: capacity of v at sites other than s >= all v serves at t,
-    written as the formulation does, with what v serves = its demand - its unserved tokens:
-    sum_{other sites} tps * gpus_inf + sum_r unserved[v,r,t] >= sum_r demand[v,r,t]."""
-    sv = spr["v"].to_numpy()
-    mask = np.isin(sv, list(red))
-    r_list, c_list, v_list = [], [], []
-    nrow = 0
-    spr_idx = np.flatnonzero(mask)
-    grp: dict[tuple, list[int]] = {}
-    for i in spr_idx:
-        grp.setdefault((sv[i], int(spr["t"].iat[i])), []).append(i)
-    unserved: dict[tuple, list[int]] = {}
-    demand: dict[tuple, float] = {}
-    for i, (v, t, x) in enumerate(zip(dem["v"], dem["t"], dem["demand"], strict=True)):
-        if v in red:
-            unserved.setdefault((v, int(t)), []).append(i)
-            demand[v, int(t)] = demand.get((v, int(t)), 0.0) + float(x)
-    ssite = spr["s"].to_numpy()
-    lo: list[float] = []
-    for key in sorted(grp, key=lambda k: (str(k[0]), k[1])):
-        members = np.asarray(grp[key])
-        uns = np.asarray(unserved.get(key, []), dtype=np.int64)
-        for lost in sorted(set(ssite[members])):
-            other = members[ssite[members] != lost]
-            r_list.append(np.full(len(other) + len(uns), nrow))
-            c_list.append(np.concatenate([o_inf + other, o_uns + uns]))
-            v_list.append(np.concatenate([tps[other], np.ones(len(uns))]))
-            lo.append(demand.get(key, 0.0))
-            nrow += 1
-    if nrow:
-        rows.add("inference_redundancy", nrow, np.concatenate(r_list), np.concatenate(c_list),
-                 np.concatenate(v_list), np.asarray(lo), INF)
+def _redundancy_rows(rows: _Rows, dem, spr, serve, tps, red, o_uns, o_inf) -> None:
+    """inference_redundancy[v,r,s,t] and inference_redundancy_all[v,s,t] as the formulation
+    writes them (allocator/formulation/inference.py, where the rule is stated): per demand
+    (v, r, t) and site s that may serve it, the capacity of v at the other sites within r's
+    SLO + unserved[v,r,t] >= demand[v,r,t]; with two or more such regions in t, the capacity
+    at the sites other than s + their unserved >= their demand. (An array copy of the rows
+    until the lns strategy builds on the compiled formulation.)"""
+    spr_pos = {k: i for i, k in enumerate(zip(spr["v"], spr["s"], spr["g"], spr["t"], strict=True))}
+    dem_pos = {k: i for i, k in enumerate(zip(dem["v"], dem["r"], dem["t"], strict=True))}
+    dem_val = dem["demand"].to_numpy(dtype=float)
+    pairs = serve[serve["v"].isin(list(red))][["v", "r", "s", "g", "t"]].drop_duplicates()
+    reach: dict[tuple, list[tuple]] = {}
+    for v, r, s, g, t in pairs.itertuples(index=False):
+        reach.setdefault((v, r, t), []).append((s, spr_pos[v, s, g, t]))
+    r_list, c_list, v_list, lo = [], [], [], []
+
+    def add(other: list[int], uns: list[int], need: float) -> None:
+        other_a, uns_a = np.asarray(other, dtype=np.int64), np.asarray(uns, dtype=np.int64)
+        r_list.append(np.full(len(other_a) + len(uns_a), len(lo)))
+        c_list.append(np.concatenate([o_inf + other_a, o_uns + uns_a]))
+        v_list.append(np.concatenate([tps[other_a], np.ones(len(uns_a))]))
+        lo.append(need)
+
+    regions_of: dict[tuple, list] = {}
+    for (v, r, t), caps in reach.items():
+        regions_of.setdefault((v, t), []).append(r)
+        d = dem_pos[v, r, t]
+        for lost in sorted({s for s, _ in caps}):
+            add([i for s, i in caps if s != lost], [d], float(dem_val[d]))
+    n_reg = len(lo)
+    for (v, t), regions in regions_of.items():
+        if len(regions) < 2:
+            continue
+        caps = sorted({c for r in regions for c in reach[v, r, t]}, key=lambda c: c[1])
+        uns = [dem_pos[v, r, t] for r in regions]
+        need = float(dem_val[uns].sum())
+        for lost in sorted({s for s, _ in caps}):
+            add([i for s, i in caps if s != lost], uns, need)
+    if n_reg:
+        rows.add("inference_redundancy", n_reg, np.concatenate(r_list[:n_reg]), np.concatenate(c_list[:n_reg]),
+                 np.concatenate(v_list[:n_reg]), np.asarray(lo[:n_reg]), INF)
+    if len(lo) > n_reg:
+        rows.add("inference_redundancy_all", len(lo) - n_reg,
+                 np.concatenate(r_list[n_reg:]) - n_reg, np.concatenate(c_list[n_reg:]),
+                 np.concatenate(v_list[n_reg:]), np.asarray(lo[n_reg:]), INF)
 
 
 # --------------------------------------------------------------------------- HiGHS

@@ -23,6 +23,14 @@ from allocator.schema import Instance
 
 TOKENS_TOL = 1e-6
 
+
+def _unserved(demand: pd.Series, served: pd.Series) -> pd.Series:
+    """demand - served, with the solver's noise (a shortfall within TOKENS_TOL or a 1e-9
+    share of the demand, e.g. 100 - (33.3... + 66.6...)) as 0, never below 0."""
+    short = (demand - served).astype(float)
+    return short.where(short > np.maximum(TOKENS_TOL, 1e-9 * demand.astype(float)), 0.0)
+
+
 TRAINING_COLUMNS = ["job", "option", "site", "provider", "gpu_type", "gpus", "start_period",
                     "end_period", "start_time", "end_time", "hours", "tardiness_h", "site_extra_usd",
                     "tardiness_usd", "egress_usd"]
@@ -126,7 +134,7 @@ def extract_frames(model, inst: Instance, index: Index) -> dict[str, pd.DataFram
         "service": un["v"].astype(str), "region": un["r"].astype(str), "period": un["t"].astype(np.int64),
         "demand_tokens_per_s": un["demand"].astype(float),
         "served_tokens_per_s": un["tokens_per_s"].astype(float),
-        "unserved_tokens_per_s": (un["demand"] - un["tokens_per_s"]).clip(lower=0.0).astype(float),
+        "unserved_tokens_per_s": _unserved(un["demand"], un["tokens_per_s"]),
     }, columns=UNSERVED_COLUMNS)
 
     # site_gpus: every pool x period
