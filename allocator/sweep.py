@@ -158,6 +158,8 @@ def sweep(
         if own_client:
             client.close()
         if out_dir is not None:
+            # rows workers finished while a Ctrl-C stopped the sweep are on disk only
+            rows.update({k: v for k, v in _finished_rows(out_dir, scenarios).items() if k not in rows})
             write_results(out_dir, results_frame(scenarios, rows, spec, task.sites))
     return results_frame(scenarios, rows, spec, task.sites)
 
