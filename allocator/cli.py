@@ -108,18 +108,25 @@ def main(debug: bool) -> None:
               help="Local worker processes (default: number of CPUs; 1 runs in this process).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
+@click.option("--connect-timeout", "connect_timeout", type=click.FloatRange(min=0, min_open=True),
+              default=5.0, show_default=True, metavar="S",
+              help="Seconds to wait for the --scheduler before giving up (exit 2).")
+@click.option("--force", is_flag=True, help="Use an --out holding results or a sweep.json of "
+              "another spec, or not written by a sweep (its results files are replaced).")
 @click.option("--plot", is_flag=True, help="Also write PNG figures into OUT/plots/.")
 @click.option("--retry-failed", is_flag=True, help="Re-run scenarios recorded with status error.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
 @loads_instance
 @guarded
-def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet):
+def sweep_cmd(instance, spec, out, workers, scheduler, connect_timeout, force, plot, retry_failed,
+              quiet):
     """Solve every scenario of SPEC (a sweep YAML) on INSTANCE; resumable."""
     from allocator.sweep import plot_sweep, summarize, sweep
 
     try:
         df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
-                   progress=False if quiet else None, retry_failed=retry_failed)
+                   progress=False if quiet else None, retry_failed=retry_failed, force=force,
+                   connect_timeout=connect_timeout)
     except KeyboardInterrupt:
         err_console.print(f"interrupted: finished scenarios are kept in {out}; the same command "
                           "resumes the sweep", markup=False, soft_wrap=True)
@@ -155,8 +162,10 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
 @guarded
 def plot_sweep_cmd(folder):
     """PNG figures of a sweep's results against each parameter, into FOLDER/plots/."""
+    from allocator.results import check_writable
     from allocator.sweep import plot_sweep
 
+    check_writable(f"{folder}/plots", folder=True, option="FOLDER")
     for f in plot_sweep(folder):
         console.print(f"figure: {f}", soft_wrap=True, markup=False)
     raise ExitWith(EXIT_OK)
@@ -303,7 +312,11 @@ def display_source(source: str, path) -> str:
 def report_cmd(schedule_dir: str, out: str, png_dir: str | None, instance_path: str | None) -> None:
     """Write an HTML report of a schedule folder (or a sweep folder) with its figures."""
     from allocator.report import write_report
+    from allocator.results import check_writable
 
+    check_writable(out, folder=False)  # before any work: a report that cannot be written
+    if png_dir is not None:
+        check_writable(png_dir, folder=True, option="--png")
     inst = None
     if instance_path is not None:
         from allocator.io import load_instance
@@ -375,7 +388,9 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
                  periods: int | None, period_hours: float, seed: int, out: str, force: bool) -> None:
     """Write a seeded synthetic instance (instance.yaml + CSV tables) with realistic proportions."""
     from allocator.generate import SIZES, generate_instance, write_instance
+    from allocator.results import check_writable
 
+    check_writable(out, folder=True)  # before generating: an XL instance takes a while
     preset = SIZES[(size or "S").upper()]
     counts = {"jobs": jobs, "services": services, "sites": sites, "periods": periods}
     counts = {k: preset[k] if v is None else v for k, v in counts.items()}
@@ -442,7 +457,7 @@ def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, dua
     from allocator.options import SolveOptions
     from allocator.progress import shown
 
-    results_mod.check_export_target(out, force)  # refuse a taken --out before solving
+    results_mod.check_export_target(out, force, fmt)  # refuse a taken --out before solving
     changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
                         warm_start=not no_warm_start, strategy=strategy,
@@ -454,20 +469,29 @@ def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, dua
         console.print(f"interrupted: {result.status.value}, no schedule; nothing written to {out}",
                       markup=False, soft_wrap=True)
         raise ExitWith(EXIT_INTERRUPTED)
-    folder = results_mod.export_result(result, out, fmt=fmt, force=force)
-    code = _render_solve(result, str(folder), quiet)
+    try:
+        folder = str(results_mod.export_result(result, out, fmt=fmt, force=force))
+    except results_mod.ScheduleKept:
+        # a solve without a schedule never replaces one: the user keeps what they had
+        folder = ""
+    code = _render_solve(result, folder or out, quiet, kept=not folder)
     raise ExitWith(EXIT_INTERRUPTED if interrupted else code)
 
 
-def _render_solve(result, folder: str, quiet: bool) -> int:
-    """Print the outcome of a solve; return its exit code."""
+def _render_solve(result, folder: str, quiet: bool, kept: bool = False) -> int:
+    """Print the outcome of a solve; return its exit code. ``kept``: nothing was written,
+    the schedule already in ``folder`` stays."""
     from rich.table import Table
 
     status = result.status.value
     gap = "" if result.gap is None else f", gap {display.pct(result.gap)}"
     obj = "" if result.objective is None else f", objective {display.fixed(result.objective)}"
     where = "schedule" if result.status.has_schedule else "summary"
-    console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
+    if kept:
+        console.print(f"{status}{obj}{gap}; nothing written: the schedule already in {folder} "
+                      "is kept (this solve has none)", markup=False, soft_wrap=True)
+    else:
+        console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
     if result.status.has_schedule and not quiet:
         head = Table(show_header=False, box=None)
         head.add_column()

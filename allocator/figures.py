@@ -11,6 +11,7 @@ edges; without a horizon start the axis counts periods.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -92,6 +93,19 @@ def slug(text: str) -> str:
     """A lowercase id fragment made of letters, digits and dashes."""
     s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
     return s or "x"
+
+
+def unique_slugs(items, make=slug) -> dict[str, str]:
+    """Item -> a file-name-safe slug, distinct for distinct items: where two items give the
+    same slug (``a b`` and ``a-b``, ``A`` and ``a``), each gets the first 8 hex digits of the
+    sha256 of its own text appended, so no figure file overwrites another."""
+    items = list(dict.fromkeys(str(i) for i in items))
+    base = {i: make(i) for i in items}
+    count: dict[str, int] = {}
+    for b in base.values():
+        count[b] = count.get(b, 0) + 1
+    return {i: b if count[b] == 1 else f"{b}-{hashlib.sha256(i.encode()).hexdigest()[:8]}"
+            for i, b in base.items()}
 
 
 def gpu_colors(gpu_types) -> dict[str, str]:
@@ -345,7 +359,8 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
     return Plot("fig-gantt", "gantt", "Training jobs", alt, fig, section="training")
 
 
-def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) -> Plot | None:
+def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str,
+                key: str | None = None) -> Plot | None:
     """One site: per GPU type, GPUs in use (training, inference) vs reserved vs available;
     then power MW vs its ceiling."""
     sg = _nonempty(frames, "site_gpus")
@@ -410,7 +425,8 @@ def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) 
         _top_legend(fig, handles, y_in=0.32)
     alt = (f"Site {site}: GPUs in use (training, inference) vs reserved vs available for "
            f"{', '.join(types) or 'no GPU type'}, and power MW vs ceiling over time")
-    return Plot(f"fig-site-{slug(site)}", f"site-{slug(site)}", f"Site {site}", alt, fig,
+    key = slug(site) if key is None else key  # unique among the schedule's sites
+    return Plot(f"fig-site-{key}", f"site-{key}", f"Site {site}", alt, fig,
                 section="sites")
 
 
@@ -600,7 +616,8 @@ def schedule_plots(frames: dict[str, pd.DataFrame], summary: dict[str, Any],
     timeline = Timeline.from_summary(summary, frames, instance)
     plots: list[Plot | None] = [gantt(frames, timeline, instance)]
     sites = _site_order(frames, [])
-    plots.extend(site_figure(frames, timeline, s) for s in sites)
+    keys = unique_slugs(sites)
+    plots.extend(site_figure(frames, timeline, s, keys[str(s)]) for s in sites)
     plots.append(inference_figure(frames, timeline))
     plots.append(cost_figure(summary, frames))
     return [p for p in plots if p is not None]
