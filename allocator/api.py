@@ -27,11 +27,14 @@ import importlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from allocator import interrupt
+from allocator import progress as progress_mod
 from allocator.errors import InputError, ModelTooLargeError, Problem
 from allocator.io import instance_from_dict, load_instance
 from allocator.options import OBJECTIVES, SolveOptions
@@ -48,6 +51,7 @@ from allocator.pipeline import (
     options_dict,
     refused,
 )
+from allocator.progress import Progress
 from allocator.results import Result, Status
 from allocator.schema import Instance
 
@@ -59,6 +63,9 @@ GIB = 1024**3
 def solve(
     instance: Instance | str | Path | dict[str, Any],
     options: SolveOptions | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    on_interrupt: Literal["raise", "return"] = "raise",
     **option_overrides: Any,
 ) -> Result:
     """Solve an instance and return its schedule as DataFrames in a Result.
@@ -66,11 +73,45 @@ def solve(
     instance: an Instance, a path to an instance YAML (or its folder), or a dict of instance
     fields. options: a SolveOptions; keyword overrides replace single fields
     (``solve(inst, time_limit_s=30, objective="carbon")``).
+    progress: called with allocator.progress.Progress(stage, elapsed_s, incumbent, bound,
+    gap) at each stage and as the search's figures move.
+    on_interrupt: Ctrl-C during the search stops it; "raise" (default) raises
+    allocator.interrupt.SolveInterrupted (a KeyboardInterrupt) whose ``result`` is the
+    interrupted Result, "return" returns that Result. A second Ctrl-C, or one outside the
+    search, raises a plain KeyboardInterrupt.
 
     Raises InputError (bad instance or options) and ModelTooLargeError (estimated size above
     options.max_nonzeros). Every other outcome is a Result: optimal, feasible (stopped by a
     limit, with its gap), infeasible (with ``explanation``), unbounded, no_solution, error.
     """
+    if on_interrupt not in ("raise", "return"):
+        raise ValueError(f"on_interrupt must be 'raise' or 'return', not {on_interrupt!r}")
+    with interrupt.session(), progress_mod.reporting(progress):
+        result = _solve(instance, options, option_overrides)
+        progress_mod.stage("done")
+    if interrupt.requested():
+        result = _interrupted(result)
+        if on_interrupt == "raise":
+            raise interrupt.SolveInterrupted(result)
+    return result
+
+
+def _interrupted(result: Result) -> Result:
+    """The Result of a search stopped by Ctrl-C: feasible with its schedule, bound and gap
+    (never "optimal" unless proven), no_solution without one; "interrupted" in its message."""
+    status = result.status
+    if status is Status.OPTIMAL and not (result.gap is not None and result.gap <= 1e-9):
+        status = Status.FEASIBLE
+    elif not status.has_schedule and status is not Status.INFEASIBLE:
+        status = Status.NO_SOLUTION
+    message = result.message
+    if interrupt.MESSAGE not in message:
+        message = "; ".join(m for m in (interrupt.MESSAGE, message) if m)
+    summary = dict(result.summary, status=status.value, message=message)
+    return dataclasses.replace(result, status=status, message=message, summary=summary)
+
+
+def _solve(instance, options, option_overrides) -> Result:
     opts = _options(options, option_overrides)
     deadline = Deadline(opts.time_limit_s)
     timings: dict[str, float] = {}
@@ -159,6 +200,7 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
     if deadline.expired():
         return _finish(build_result(inst, index, opts, cut_outcome("the model build", deadline)),
                        base, timings, index=index)
+    progress_mod.stage("solve")
     outcome, raw = mip_outcome(model, deadline.options(opts), index)
     timings["handoff_s"] = raw.handoff_s
     timings["solve_s"] = raw.solve_s
@@ -176,14 +218,15 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
             outcome.explanation.append(
                 f"the re-plan keeps its move budget ({', '.join(caps)}) and its frozen jobs (now = {opts.now}) "
                 "fixed while explaining; a larger --max-moves / --max-moved-gpus may make it feasible")
-    if opts.greedy_fallback and plan is None and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
+    if (opts.greedy_fallback and plan is None and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION)
+            and not interrupt.requested()):  # Ctrl-C: the user wants the incumbent now
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
             outcome = _greedy_fallback(inst, index, opts, outcome, net)
     result = build_result(inst, index, opts, outcome)
     if plan is not None and result.status.has_schedule:
         result = _with_changes(result, inst, index, plan, opts, base)
-    if opts.duals and result.status.has_schedule:
+    if opts.duals and result.status.has_schedule and not interrupt.requested():
         with clock("duals_s"):
             if outcome.solver.endswith("+ greedy plan"):
                 _load_plan(model, outcome.decisions)
@@ -229,6 +272,7 @@ class _Clock:
 
         class _Ctx:
             def __enter__(self):
+                progress_mod.stage(name.removesuffix("_s"))
                 self.t0 = time.perf_counter()
 
             def __exit__(self, *exc):

@@ -1,8 +1,10 @@
 """The command line: parses arguments and calls the API; nothing else lives here.
 
 Exit codes, the same for every command:
-    0 done, 2 bad input or usage, 3 infeasible, 4 no solution within the limits, 1 a bug.
-A traceback is shown only with --debug.
+    0 done, 2 bad input or usage, 3 infeasible, 4 no solution within the limits,
+    130 interrupted (Ctrl-C), 1 a bug.
+A traceback is shown only with --debug. On a terminal, long commands show a live progress
+display on stderr (allocator.progress); --quiet hides it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from allocator import display
 from allocator.errors import AllocatorError, InputError, ModelTooLargeError
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -55,7 +58,7 @@ def guarded(fn):
             raise
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         except (AllocatorError, Exception) as e:  # a bug: say so, exit 1
             if debug:
                 traceback.print_exc()
@@ -121,9 +124,14 @@ def sweep_cmd(instance, spec, out, workers, scheduler, connect_timeout, force, p
     """Solve every scenario of SPEC (a sweep YAML) on INSTANCE; resumable."""
     from allocator.sweep import plot_sweep, summarize, sweep
 
-    df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
-               progress=False if quiet else None, retry_failed=retry_failed, force=force,
-               connect_timeout=connect_timeout)
+    try:
+        df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
+                   progress=False if quiet else None, retry_failed=retry_failed, force=force,
+                   connect_timeout=connect_timeout)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: finished scenarios are kept in {out}; the same command "
+                          "resumes the sweep", markup=False, soft_wrap=True)
+        raise ExitWith(EXIT_INTERRUPTED) from None
     counts = summarize(df)
     failed = sum(n for s, n in counts.items() if s not in ("optimal", "feasible"))
     files = plot_sweep(out) if plot else []
@@ -315,7 +323,10 @@ def report_cmd(schedule_dir: str, out: str, png_dir: str | None, instance_path: 
         from allocator.io import load_instance
 
         inst = load_instance(instance_path)
-    rep = write_report(schedule_dir, out, instance=inst, png_dir=png_dir)
+    from allocator.progress import shown
+
+    with shown("report"):
+        rep = write_report(schedule_dir, out, instance=inst, png_dir=png_dir)
     n = len(rep.figure_ids)
     console.print(f"report written: {out} ({rep.kind}, {n} figure{'s' if n != 1 else ''})",
                   markup=False)
@@ -386,8 +397,13 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
     preset = SIZES[(size or "S").upper()]
     counts = {"jobs": jobs, "services": services, "sites": sites, "periods": periods}
     counts = {k: preset[k] if v is None else v for k, v in counts.items()}
-    inst = generate_instance(**counts, seed=seed, period_hours=period_hours)
-    path = write_instance(inst, out, force=force)
+    from allocator.progress import shown, stage
+
+    with shown("generate"):
+        stage("generate")
+        inst = generate_instance(**counts, seed=seed, period_hours=period_hours)
+        stage("write")
+        path = write_instance(inst, out, force=force)
     gpus = sum(p.available for s in inst.sites for p in s.pools)
     console.print(
         f"wrote {path}: {len(inst.jobs)} jobs, {len(inst.services)} services, {len(inst.sites)} sites "
@@ -428,7 +444,7 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
               help="Do not fall back on the greedy plan when a limit stops HiGHS "
               "(--no-warm-start is its former name).")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
-@click.option("--quiet", is_flag=True, help="Print only the status line.")
+@click.option("--quiet", is_flag=True, help="Print only the status line (no live progress).")
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
 @click.option("--previous", "previous", type=click.Path(path_type=str), default=None, metavar="PREV_DIR",
               help="Re-plan: change the schedule in PREV_DIR (frozen jobs, move costs; see docs/replanning.md).")
@@ -438,15 +454,23 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
               help="Re-plan: at most N jobs change site, GPU type or option (default: no cap).")
 @click.option("--max-moved-gpus", "max_moved_gpus", type=click.IntRange(min=0), default=None, metavar="G",
               help="Re-plan: at most G GPUs in moved jobs (default: no cap).")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              metavar="FILE", help="Append the solver log and allocator's stage lines to FILE.")
 @loads_instance
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
               strategy, no_greedy_fallback, force, quiet, verbose, previous, now, max_moves,
-              max_moved_gpus):
-    """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
+              max_moved_gpus, log_file):
+    """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out.
+
+    Ctrl-C stops the search: the best schedule found so far is written (status feasible,
+    with its bound and gap) and the command exits 130; a second Ctrl-C aborts at once and
+    writes nothing."""
+    from allocator import interrupt
     from allocator import results as results_mod
     from allocator.api import solve
     from allocator.options import SolveOptions
+    from allocator.progress import shown
 
     if previous is not None and Path(previous).resolve() == Path(out).resolve():
         raise click.UsageError("--out must not be the --previous folder: the previous plan would be replaced")
@@ -456,13 +480,20 @@ def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, dua
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
                         greedy_fallback=not no_greedy_fallback, strategy=strategy,
                         **{k: v for k, v in changes.items() if v is not None})
-    result = solve(instance, opts)
+    with shown("solve", quiet=quiet or verbose, log=log_file):
+        result = solve(instance, opts, on_interrupt="return")
+    interrupted = interrupt.requested()  # Ctrl-C stopped the search: result is its incumbent
+    if interrupted and not result.status.has_schedule:
+        console.print(f"interrupted: {result.status.value}, no schedule; nothing written to {out}",
+                      markup=False, soft_wrap=True)
+        raise ExitWith(EXIT_INTERRUPTED)
     try:
         folder = str(results_mod.export_result(result, out, fmt=fmt, force=force))
     except results_mod.ScheduleKept:
         # a solve without a schedule never replaces one: the user keeps what they had
         folder = ""
-    raise ExitWith(_render_solve(result, folder or out, quiet, kept=not folder))
+    code = _render_solve(result, folder or out, quiet, kept=not folder)
+    raise ExitWith(EXIT_INTERRUPTED if interrupted else code)
 
 
 def _render_solve(result, folder: str, quiet: bool, kept: bool = False) -> int:

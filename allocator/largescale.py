@@ -552,10 +552,14 @@ def _redundancy_rows(rows: _Rows, dem, spr, serve, tps, red, o_uns, o_inf) -> No
 def to_highs(am: ArrayModel, *, integer: bool = True, time_limit: float | None = None,
              threads: int | None = None, seed: int = 0, mip_gap: float = 1e-4, verbose: bool = False):
     """A highspy.Highs holding the array model (passModel, no files)."""
-    import highspy
+    from allocator import interrupt
+    from allocator.solve import new_silent_highs
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", bool(verbose))
+    h = new_silent_highs()
+    interrupt.watch(h)  # the first Ctrl-C stops it
+    if verbose:
+        h.setOptionValue("output_flag", True)
+        h.setOptionValue("log_to_console", True)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(max(time_limit, 0.01)))
     if threads:
@@ -770,8 +774,11 @@ class _Lns:
         rlo = self.rlo[keep] - shift[keep]
         rhi = self.rhi[keep] - shift[keep]
         offset = self.am.offset + float(self.c @ fixed_x)
-        h = hs.Highs()
-        h.setOptionValue("output_flag", False)
+        from allocator import interrupt
+        from allocator.solve import new_silent_highs
+
+        h = new_silent_highs()
+        interrupt.watch(h)
         h.setOptionValue("time_limit", float(max(time_limit, 0.05)))
         h.setOptionValue("random_seed", int(seed) % 2_000_000_000)
         h.setOptionValue("mip_rel_gap", float(mip_gap))
@@ -1116,6 +1123,7 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
 
     Returns a Result whose plan is evaluated by the independent verifier (objective = the
     verified cost) and whose bound is the best valid one found. Cost objective only."""
+    from allocator import interrupt, progress
     from allocator.heuristics import greedy_schedule
     from allocator.network import Network
     from allocator.results import Result, Status
@@ -1125,6 +1133,7 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     limit = options.time_limit_s if options.time_limit_s is not None else 600.0
     deadline = t0 + limit
     net = net or Network(inst)
+    report = progress.current()  # taken here: the search threads do not inherit it
     log = LnsLog()
     am = build_arrays(inst, index, compact=True)
     log.build_s, log.size = am.build_s, am.shape
@@ -1195,10 +1204,15 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
         best = min(objs)
         return (best - max(bounds)) <= options.mip_gap * max(abs(best), 1e-9)
 
+    def best_bound() -> float | None:
+        bounds = [b for b in (worker.lp_bound, worker.mip_bound, log.relaxed_bound)
+                  if b is not None and math.isfinite(b)]
+        return max(bounds) if bounds else None
+
     def search(rng, main: bool) -> None:
         fails = {k: 0 for k in KINDS}
         nonlocal rounded
-        while deadline - time.perf_counter() > 0.5:
+        while deadline - time.perf_counter() > 0.5 and not interrupt.requested():
             if proven():
                 break
             if main and not rounded and worker.lp_done.is_set():
@@ -1238,6 +1252,8 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
                     log.history.append((round(elapsed(), 2), lns.obj))
                 else:
                     fails[kind] = min(fails[kind] + 1, 8)
+                if report is not None:
+                    report.search(incumbent=lns.obj, bound=best_bound())
                     if kind == "unplaced" and seed_job >= 0:
                         lns.tabu[seed_job] = it + 10
                 lns.clock = max(lns.clock, it)
@@ -1261,7 +1277,9 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     if not worker.mip_after:
         second = threading.Thread(target=second_search, daemon=True)
         second.start()
-    search(lns.rng, main=True)
+    with interrupt.searching():  # the first Ctrl-C ends the search with its incumbent
+        search(lns.rng, main=True)
+    interrupt.check_abort()
     if second is not None:
         second.join(timeout=max(1.0, deadline - time.perf_counter() + 15.0))
     log.iterations, log.lns_s, log.final_free_jobs = counter["it"], time.perf_counter() - t_lns, lns.size
@@ -1301,6 +1319,8 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     msg = (f"plan from {'the neighbourhood search' if name == 'lns' else 'HiGHS'} "
            f"({log.iterations} sub-MIPs, {log.improvements} improvements, start: {log.start}); "
            f"bound from the {_bound_source(bound, log)}")
+    if interrupt.requested():
+        msg = f"{interrupt.MESSAGE}; {msg}"
     return Result(
         status=status, objective=cost, bound=bound, gap=gap, costs=dict(ev.costs),
         emissions_t=ev.emissions_t, build_s=log.build_s, solve_s=seconds,
@@ -1327,14 +1347,15 @@ def _log_dict(log: LnsLog) -> dict:
 
 
 def _hs():
-    import highspy
+    from allocator.solve import _hs as silent_import
 
-    return highspy
+    return silent_import()  # the first Highs object of a process prints a banner
 
 
 def _version() -> str:
-    h = _hs().Highs()
-    return h.version()
+    from allocator.solve import new_silent_highs
+
+    return new_silent_highs().version()
 
 
 def _options_dict(options) -> dict:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from allocator import interrupt, progress
 from allocator.options import SolveOptions
 from allocator.results import Status
 
@@ -139,17 +140,32 @@ def _silenced_stdout():
         os.close(saved)
 
 
+def new_silent_highs():
+    """A Highs object that prints nothing: the process's first one is made with stdout
+    silenced (the banner), and output is off before any call that could log. Every HiGHS
+    object of allocator is made here."""
+    h = _hs().Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("log_to_console", False)
+    return h
+
+
 def solver_version() -> str:
     hs = _hs()
     return f"HiGHS {hs.Highs().version()}"
 
 
-def _new_highs(options: SolveOptions, time_limit: float | None = None):
-    """A Highs object configured from options. ``threads`` is applied only on the first solve of
-    the process: HiGHS starts its thread scheduler once and rejects a different count later."""
-    hs = _hs()
-    h = hs.Highs()
-    h.setOptionValue("output_flag", bool(options.verbose))
+def _new_highs(options: SolveOptions, time_limit: float | None = None, *, watch: bool = True):
+    """A Highs object configured from options, silent unless ``options.verbose``, stopped by a
+    first Ctrl-C when ``watch`` (see allocator.interrupt). ``threads`` is applied only on the
+    first solve of the process: HiGHS starts its thread scheduler once and rejects a different
+    count later."""
+    h = new_silent_highs()
+    if options.verbose:
+        h.setOptionValue("output_flag", True)
+        h.setOptionValue("log_to_console", True)
+    if watch:
+        interrupt.watch(h)
     h.setOptionValue("mip_rel_gap", float(options.mip_gap))
     h.setOptionValue("random_seed", int(options.seed))
     limit = options.time_limit_s if time_limit is None else time_limit
@@ -188,6 +204,28 @@ class _Watchdog:
         if time.perf_counter() > self.deadline:
             self.fired = True
             e.interrupt()
+
+
+class _Listener:
+    """Sends HiGHS's MIP figures (incumbent, bound, gap, in the objective's sense) to the
+    progress reporter, and HiGHS's log to its log file, through HiGHS's callbacks."""
+
+    def __init__(self, h, report: progress.Reporter, sense: int):
+        self.report, self.sense = report, sense
+        h.cbMipInterrupt.subscribe(self._figures)
+        h.cbMipImprovingSolution.subscribe(self._figures)
+        if report.wants_solver_log:
+            h.setOptionValue("output_flag", True)  # log_to_console stays as options set it
+            h.cbLogging.subscribe(lambda e: report.solver_log(e.message))
+
+    def _figures(self, e) -> None:
+        d = e.data_out
+        inc, bnd = float(d.mip_primal_bound), float(d.mip_dual_bound)
+        self.report.search(
+            incumbent=self.sense * inc if math.isfinite(inc) else None,
+            bound=self.sense * bnd if math.isfinite(bnd) else None,
+            gap=float(d.mip_gap) if math.isfinite(inc) and math.isfinite(bnd) else None,
+        )
 
 
 @dataclass
@@ -344,7 +382,9 @@ def _run(h, comp: _Compiled, k: int, options: SolveOptions, deadline: float | No
     """Run HiGHS and classify the outcome (values and bounds in minimisation form)."""
     hs = _hs()
     t0 = time.perf_counter()
-    h.run()
+    with interrupt.searching():
+        h.run()
+    interrupt.check_abort()  # a second Ctrl-C: no result at all
     seconds = time.perf_counter() - t0
     ms = h.getModelStatus()
     raw = h.modelStatusToString(ms)
@@ -394,7 +434,9 @@ def _disambiguate(comp: _Compiled, k: int, options: SolveOptions, deadline: floa
     h = _new_highs(options, time_limit=remaining)
     zero = _Compiled(**{**comp.__dict__, "c": np.zeros((1, len(comp.columns))), "offset": np.zeros(1)})
     _pass(h, zero, 0)
-    h.run()
+    with interrupt.searching():
+        h.run()
+    interrupt.check_abort()
     ms = h.getModelStatus()
     hs = _hs()
     if ms == hs.HighsModelStatus.kInfeasible:
@@ -495,6 +537,10 @@ def solve_model(
     watchdog = None
     if deadline is not None:
         watchdog = _Watchdog(h, deadline, float(options.time_limit_s))
+    report = progress.current()
+    listener = None
+    if report is not None and comp.is_mip:
+        listener = _Listener(h, report, comp.senses[0] if comp.senses else 1)
     first = _run(h, comp, 0, options, deadline)
     nodes = first.nodes
     version = f"HiGHS {h.version()}"
@@ -502,7 +548,7 @@ def solve_model(
     final, k = first, 0
     x = np.asarray(h.getSolution().col_value) if first.has_values else None
 
-    if len(objs) == 2 and first.has_values:
+    if len(objs) == 2 and first.has_values and not interrupt.requested():
         # Bound the first objective (minimisation form) and optimise the second from x.
         v1 = first.objective
         rhs = v1 + options.lex_tolerance * abs(v1) + 1e-9 * max(1.0, abs(v1)) + 1e-7
@@ -514,6 +560,8 @@ def solve_model(
         h.changeObjectiveOffset(float(comp.offset[1]))
         if deadline is not None:
             h.setOptionValue("time_limit", max(0.0, deadline - time.perf_counter()))
+        if listener is not None:
+            listener.sense = comp.senses[1]
         if comp.is_mip:
             h.setSolution(len(comp.columns), np.arange(len(comp.columns), dtype=np.int32), x)
         second = _run(h, comp, 1, options, deadline)
@@ -560,6 +608,10 @@ def solve_model(
                    "interrupted")
     if len(objs) == 2 and not first.has_values:
         message = f"first objective ({_label(objs[0])}): {first.message or first.raw}"
+    if interrupt.requested():
+        message = interrupt.MESSAGE + (f" ({message})" if message else "")
+        if len(objs) == 2 and first.has_values and len(stages) == 1:
+            message += f"; the second objective ({_label(objs[1])}) was not solved"
     return SolverOutcome(
         status=final.status,
         objective=obj,
@@ -655,7 +707,7 @@ def lp_duals(
         if obj is None:
             obj = _objective_components(model, options, None)[0]
         comp = _compile(model, [obj])
-        h = _new_highs(options, time_limit=None)
+        h = _new_highs(options, time_limit=None, watch=False)
         _pass(h, comp, 0, integer=False)
         h.run()
         hs = _hs()

@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from allocator import interrupt
 from allocator.errors import InputError, Problem, format_problems
 from allocator.options import SolveOptions
 from allocator.results import COST_TERMS, Result, Status
@@ -170,7 +171,8 @@ def _run_sweep(inst, spec, scenarios, opts, out_dir, client, *, executor, worker
             on_row(row)
 
     try:
-        with bar:
+        # one session: a Ctrl-C in a scenario's search is not taken as that scenario's end
+        with interrupt.session(), bar:
             if not todo:
                 pass
             elif client is not None:
@@ -186,6 +188,8 @@ def _run_sweep(inst, spec, scenarios, opts, out_dir, client, *, executor, worker
                                 f"not {type(executor).__name__}")
     finally:
         if out_dir is not None:
+            # rows workers finished while a Ctrl-C stopped the sweep are on disk only
+            rows.update({k: v for k, v in _finished_rows(out_dir, scenarios).items() if k not in rows})
             write_results(out_dir, results_frame(scenarios, rows, spec, task.sites))
     return results_frame(scenarios, rows, spec, task.sites)
 
@@ -240,6 +244,8 @@ class ScenarioTask:
             Path(self.out, "scenarios", sc.id, ROW_FILE).unlink(missing_ok=True)
         try:
             result = _worker_solver(self, inst).solve(sc)
+            if interrupt.requested() and interrupt.MESSAGE in (result.message or ""):
+                raise KeyboardInterrupt  # Ctrl-C stopped this scenario's search: unfinished
             row.update(result_row(result, inst, self.sites))
             if self.out is not None and result.status.has_schedule:
                 export_schedule(result, Path(self.out) / "scenarios" / sc.id)
@@ -777,11 +783,24 @@ def _run_inline(inst, todo, task, record) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(inst: Instance, task: ScenarioTask) -> None:
-    _WORKER["inst"], _WORKER["task"] = inst, task
+def _init_worker(inst: Instance, task: ScenarioTask, stop=None) -> None:
+    """Ctrl-C reaches the whole process group; a worker ignores it and waits for the parent's
+    ``stop`` event instead, which ends its search like a first Ctrl-C (the scenario is left
+    unfinished) while a scenario already solved still writes its row."""
+    interrupt.ignore_in_worker()
+    _WORKER["inst"], _WORKER["task"], _WORKER["stop"] = inst, task, stop
+    if stop is not None:
+        def relay() -> None:
+            stop.wait()
+            interrupt.request_stop()
+
+        threading.Thread(target=relay, daemon=True).start()
 
 
 def _run_in_worker(sc: Scenario) -> dict:
+    stop = _WORKER.get("stop")
+    if stop is not None and stop.is_set():  # queued before the parent cancelled the rest
+        raise KeyboardInterrupt
     return _WORKER["task"](_WORKER["inst"], sc)
 
 
@@ -790,11 +809,16 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
     out of memory) breaks the pool: it is restarted and unfinished scenarios resubmitted."""
     if workers > 1 and task.options.threads is None:
         task.options = task.options.with_(threads=1)  # the processes share the cores
+    import multiprocessing
+
+    context = multiprocessing.get_context()
+    stop = context.Event()
     attempts: dict[str, int] = {}
     pending = list(todo)
     while pending:
         pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)),
-                                   initializer=_init_worker, initargs=(inst, task))
+                                   mp_context=context, initializer=_init_worker,
+                                   initargs=(inst, task, stop))
         futures = {pool.submit(_run_in_worker, sc): sc for sc in pending}
         broken = False
         try:
@@ -804,8 +828,11 @@ def _run_processes(inst, todo, task, record, workers: int) -> None:
                 except BrokenProcessPool:
                     broken = True
         except BaseException:
-            # let running scenarios end (on Ctrl-C they are interrupted too) so no process
-            # outlives the sweep and writes into its folder later
+            # Ctrl-C (workers ignore it): cancel what has not started, stop the searches
+            # running and wait for the workers, so no process outlives the sweep and writes
+            # into its folder later; an interrupted scenario has no row.json and is solved
+            # again on resume
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
