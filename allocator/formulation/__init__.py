@@ -14,7 +14,7 @@ import pyomo.environ as pyo
 
 from allocator.formulation.budget import add_budget
 from allocator.formulation.capacity import add_capacity
-from allocator.formulation.common import gc_paused
+from allocator.formulation.common import gc_paused, usage_form
 from allocator.formulation.explain import explain_slacks
 from allocator.formulation.inference import add_inference
 from allocator.formulation.network import add_network
@@ -38,12 +38,16 @@ FAMILY_NAMES: tuple[str, ...] = tuple(name for name, _ in FAMILIES)
 
 
 def build_model(inst: Instance, index: Index, options: SolveOptions | None = None, *,
-                elastic: bool = False) -> pyo.ConcreteModel:
+                elastic: bool = False, usage: str = "auto") -> pyo.ConcreteModel:
     """Build the model of ``inst`` over the eligible tuples of ``index``.
 
     elastic=True adds penalised slack to the capacity, power, bandwidth, budget, mandatory
     assignment and hard-deadline rows (listed in ``model.SLACKS``) so that the model is
     always feasible and ``explain_slacks`` can say what cannot be met.
+    usage: the form of the GPU-usage and staging-traffic totals, "expanded" (a start is a
+    term of every period it runs in), "running" (running totals: a start is a term of two
+    rows) or "auto" (running from ``RUNNING_FROM_TERMS`` expanded terms); see
+    ``common.usage_form`` and docs/formulation.md.
     """
     options = options or SolveOptions()
     unknown = set(options.disabled_families) - set(FAMILY_NAMES)
@@ -51,6 +55,7 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
         raise ValueError(f"unknown constraint families {sorted(unknown)}; known: {', '.join(FAMILY_NAMES)}")
     model = pyo.ConcreteModel(name=inst.name)
     model.elastic = elastic
+    model._usage = usage_form(index, usage)
     model.SLACKS = []
     model._penalties = []
     model._placements = index.placements.iloc[0:0]
