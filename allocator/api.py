@@ -88,10 +88,10 @@ def solve(
         return _greedy_only(inst, index, opts, base, timings, clock)
 
     if opts.strategy == "lns":
-        from allocator.largescale import solve_lns
+        from allocator.lns import solve_lns
 
         with clock("solve_s"):
-            result = solve_lns(inst, index, opts, net=net)
+            result = _lns_result(inst, solve_lns(inst, index, opts, net=net), opts, net)
         timings["build_s"] = result.build_s
         base["lns"] = result.summary.get("stages", {})
         return _finish(result, base, timings, index=index)
@@ -345,6 +345,30 @@ def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome,
     result = Result(status=Status.FEASIBLE, costs=dict(ev.costs), emissions_t=ev.emissions_t,
                     frames=dict(ev.frames))
     return plan, result
+
+
+def _lns_result(inst: Instance, outcome, opts: SolveOptions, net) -> Result:
+    """The Result of the lns strategy's Outcome, as this route built it before strategies
+    returned decisions (tables and costs evaluated from the decisions). A stop-gap until the
+    pipeline derives every route's tables from decisions in one place."""
+    from allocator.verify import evaluate
+
+    summary = {"strategy": "lns", "stages": outcome.stages}
+    common = dict(build_s=outcome.build_s, solve_s=outcome.solve_s, solver=outcome.solver,
+                  options=_options_dict(opts), message=outcome.message,
+                  explanation=list(outcome.explanation), summary=summary)
+    if outcome.decisions is None:
+        return Result(status=outcome.status, **common)
+    ev = evaluate(inst, outcome.decisions, net=net)
+    if ev.violations:
+        common["message"] = f"the lns plan breaks {len(ev.violations)} rule(s): {ev.violations[0]}"
+        return Result(status=Status.NO_SOLUTION, **common)
+    cost = float(ev.total_cost_usd)
+    bound = None if outcome.bound is None else min(outcome.bound, cost)
+    gap = _gap(cost, bound)
+    status = Status.OPTIMAL if gap is not None and gap <= opts.mip_gap else Status.FEASIBLE
+    return Result(status=status, objective=cost, bound=bound, gap=gap, costs=dict(ev.costs),
+                  emissions_t=ev.emissions_t, frames=dict(ev.frames), **common)
 
 
 def _mode_objective(mode: str, costs: dict[str, float], emissions: float | None) -> float:

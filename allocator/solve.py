@@ -227,6 +227,32 @@ def _pass(h, comp: CompiledModel, k: int, *, integer: bool = True) -> None:
         raise SolveError(f"HiGHS rejected the model: {status}")
 
 
+def highs_from_arrays(A, c, offset: float, col_lower, col_upper, row_lower, row_upper,
+                      integrality, *, time_limit: float | None = None, seed: int = 0,
+                      mip_gap: float = 1e-4, threads: int | None = None, verbose: bool = False):
+    """A silent ``highspy.Highs`` holding the minimisation of ``c x + offset`` over the given
+    arrays (A scipy csc); for strategies that solve pieces of a CompiledModel (the
+    neighbourhood search's sub-MIPs, its LP). Threads are fixed once per process, as for
+    every HiGHS object of this module."""
+    h = _new_highs(SolveOptions(mip_gap=float(mip_gap), seed=int(seed) % 2_000_000_000,
+                                threads=threads, verbose=verbose, time_limit_s=None))
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(max(time_limit, 0.01)))
+    n, m = A.shape[1], A.shape[0]
+    status = h.passModel(n, m, int(A.nnz), 1, 1, float(offset), np.ascontiguousarray(c, dtype=float),
+                         np.ascontiguousarray(col_lower, dtype=float),
+                         np.ascontiguousarray(col_upper, dtype=float),
+                         np.ascontiguousarray(row_lower, dtype=float),
+                         np.ascontiguousarray(row_upper, dtype=float),
+                         np.ascontiguousarray(A.indptr[:-1], dtype=np.int32),
+                         np.ascontiguousarray(A.indices, dtype=np.int32),
+                         np.ascontiguousarray(A.data, dtype=float),
+                         np.ascontiguousarray(integrality, dtype=np.int32))
+    if status != _hs().HighsStatus.kOk and status != _hs().HighsStatus.kWarning:
+        raise SolveError(f"HiGHS rejected the model: {status}")
+    return h
+
+
 def _start_solution(h, comp: CompiledModel) -> int:
     """Pass the current variable values (those that are set) as a MIP start; return how many."""
     idx, vals = [], []

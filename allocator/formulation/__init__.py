@@ -38,7 +38,8 @@ FAMILY_NAMES: tuple[str, ...] = tuple(name for name, _ in FAMILIES)
 
 
 def build_model(inst: Instance, index: Index, options: SolveOptions | None = None, *,
-                elastic: bool = False, usage: str = "auto") -> pyo.ConcreteModel:
+                elastic: bool = False, usage: str = "auto",
+                unplaced_penalty: float | None = None) -> pyo.ConcreteModel:
     """Build the model of ``inst`` over the eligible tuples of ``index``.
 
     elastic=True adds penalised slack to the capacity, power, bandwidth, budget, mandatory
@@ -48,6 +49,9 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
     term of every period it runs in), "running" (running totals: a start is a term of two
     rows) or "auto" (running from ``RUNNING_FROM_TERMS`` expanded terms); see
     ``common.usage_form`` and docs/formulation.md.
+    unplaced_penalty: a cost per mandatory job left unplaced (``training_unplaced`` in [0, 1]
+    for every mandatory job): the neighbourhood search's model, in which any plan is
+    feasible; None (the default) keeps every mandatory job required.
     """
     options = options or SolveOptions()
     unknown = set(options.disabled_families) - set(FAMILY_NAMES)
@@ -56,6 +60,7 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
     model = pyo.ConcreteModel(name=inst.name)
     model.elastic = elastic
     model._usage = usage_form(index, usage)
+    model._unplaced_penalty = unplaced_penalty
     model.SLACKS = []
     model._penalties = []
     model._placements = index.placements.iloc[0:0]
