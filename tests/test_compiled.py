@@ -30,13 +30,21 @@ def _instances():
     yield "demo", allocator.load_instance(DEMO)
     yield "g0", generate_instance(jobs=12, services=1, sites=3, periods=10, seed=0)
     yield "g1", generate_instance(jobs=12, services=1, sites=3, periods=10, seed=1)
+    # links narrowed to 15 Gb/s so that dataset staging (2-5 Gb/s per job) binds bandwidth rows (the LP
+    # optimum is above that at 20 Gb/s; at 12 Gb/s the mandatory jobs no longer fit)
+    data = generate_instance(jobs=12, services=1, sites=3, periods=10, seed=2).model_dump(
+        mode="json", exclude_none=True)
+    for link in data["links"]:
+        if link.get("bandwidth_gbps"):
+            link["bandwidth_gbps"] = 15.0
+    yield "g2-links", allocator.instance_from_dict(data)
 
 
 INSTANCES = dict(_instances())
 
 
-def _optimum(comp, integer: bool) -> float:
-    h = _new_highs(SolveOptions(mip_gap=GAP, time_limit_s=120))
+def _optimum(comp, integer: bool, gap: float = GAP) -> float:
+    h = _new_highs(SolveOptions(mip_gap=gap, time_limit_s=120))
     _pass(h, comp, 0, integer=integer)
     h.run()
     assert h.modelStatusToString(h.getModelStatus()) == "Optimal"
@@ -75,7 +83,8 @@ def test_the_compiled_lp_is_the_lp_of_the_pyomo_model(name, tmp_path):
     assert _optimum(comp, integer=False) == pytest.approx(_lp_from_lp_file(model, tmp_path), rel=1e-9)
 
 
-@pytest.mark.parametrize("name", list(INSTANCES))
+@pytest.mark.parametrize("name", [n if n != "g2-links" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in INSTANCES])
 def test_running_totals_give_the_optimum_of_the_expanded_rows(name):
     # exact reformulation: use[k,t] is determined by the starts, so LP and MIP optima agree
     # (the MIP within the relative gap both are solved to)
@@ -83,8 +92,12 @@ def test_running_totals_give_the_optimum_of_the_expanded_rows(name):
     _, compact = _compiled(inst, usage="running")
     _, expanded = _compiled(inst, usage="expanded")
     assert compact.A.nnz != expanded.A.nnz
+    if name == "g2-links":  # the staging traffic is a running total too
+        assert len(compact.cols("staging")) and not len(expanded.cols("staging"))
     assert _optimum(compact, False) == pytest.approx(_optimum(expanded, False), rel=1e-9)
-    assert _optimum(compact, True) == pytest.approx(_optimum(expanded, True), rel=2 * GAP)
+    # g2-links (slow: about 40 s on a loaded machine) to 1e-3
+    gap = 1e-3 if name == "g2-links" else GAP
+    assert _optimum(compact, True, gap) == pytest.approx(_optimum(expanded, True, gap), rel=2 * gap)
 
 
 def test_maps_find_columns_and_rows_by_name():
