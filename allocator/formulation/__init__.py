@@ -14,14 +14,14 @@ import pyomo.environ as pyo
 
 from allocator.formulation.budget import add_budget
 from allocator.formulation.capacity import add_capacity
-from allocator.formulation.common import gc_paused, usage_form
+from allocator.formulation.common import gc_paused
 from allocator.formulation.explain import explain_slacks
 from allocator.formulation.inference import add_inference
 from allocator.formulation.network import add_network
 from allocator.formulation.objective import add_objective
 from allocator.formulation.power import add_power
 from allocator.formulation.training import add_training
-from allocator.indexing import Index
+from allocator.indexing import Index, usage_form
 from allocator.options import SolveOptions
 from allocator.schema import Instance
 
@@ -48,7 +48,7 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
     usage: the form of the GPU-usage and staging-traffic totals, "expanded" (a start is a
     term of every period it runs in), "running" (running totals: a start is a term of two
     rows) or "auto" (running from ``RUNNING_FROM_TERMS`` expanded terms); see
-    ``common.usage_form`` and docs/formulation.md.
+    ``indexing.usage_form`` and docs/formulation.md.
     unplaced_penalty: a cost per mandatory job left unplaced (``training_unplaced`` in [0, 1]
     for every mandatory job): the neighbourhood search's model, in which any plan is
     feasible; None (the default) keeps every mandatory job required.

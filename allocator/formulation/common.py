@@ -136,23 +136,6 @@ def gpu_terms(model, index: Index, *, training: bool = False) -> Terms:
 
 
 
-#: usage form "auto" writes running totals from this many nonzeros of the expanded usage
-#: terms (sum over starts of their duration) up: below it the expanded rows are kept, which
-#: the golden LP files and the small instances' HiGHS times were measured on
-RUNNING_FROM_TERMS = 100_000
-
-
-def usage_form(index: Index, usage: str = "auto") -> str:
-    """"running" or "expanded": the form of the usage rows (see ``ensure_gpus_in_use``).
-    "auto" picks running totals when the expanded usage terms reach RUNNING_FROM_TERMS."""
-    if usage not in ("auto", "running", "expanded"):
-        raise ValueError(f"unknown usage form {usage!r}; use auto, running or expanded")
-    if usage != "auto":
-        return usage
-    d = index.placements["d"].to_numpy(dtype=np.int64) if len(index.placements) else np.zeros(0)
-    return "running" if int(d.sum()) >= RUNNING_FROM_TERMS else "expanded"
-
-
 def add_running_total(model, name: str, key_names: list[str], groups: pd.DataFrame,
                       coefs: np.ndarray, positions: np.ndarray, variables: list,
                       upper: dict[tuple, float], periods: int) -> dict[tuple, object]:
