@@ -8,7 +8,13 @@ from allocator.api import solve
 from allocator.errors import AllocatorError, InputError, Problem
 from allocator.io import dump_instance, instance_from_dict, instance_from_frames, load_instance
 from allocator.schema import Instance
+from allocator.solve import dual_totals, lp_duals
 from allocator.sweep import sweep  # the function; the module stays importable as allocator.sweep
+
+# ...and the module's documented duals functions stay reachable by their dotted names
+# (allocator.solve.dual_totals, allocator.solve.lp_duals) through the function
+solve.dual_totals = dual_totals
+solve.lp_duals = lp_duals
 
 __version__ = "0.1.0"
 
@@ -17,10 +23,12 @@ __all__ = [
     "InputError",
     "Instance",
     "Problem",
+    "dual_totals",
     "dump_instance",
     "instance_from_dict",
     "instance_from_frames",
     "load_instance",
+    "lp_duals",
     "solve",
     "sweep",
 ]

@@ -2,14 +2,20 @@
 
 Stages, each timed and each a public function of its own module:
 
-    validate (allocator.validate.check)  ->  Network  ->  build_index  ->  estimate_size
-    ->  build_model  ->  solve_model (HiGHS)  ->  extract_frames / extract_costs  ->  Result
+    load (allocator.io)  ->  validate (allocator.validate.check)  ->  Network  ->  build_index
+    ->  estimate_size  ->  strategy, returning an Outcome (allocator.pipeline: mip =
+    build_model + solve_model + extract.decisions_from_model; greedy =
+    heuristics.greedy_outcome; lns = lns.solve_lns)  ->  derive (allocator.derive:
+    tables, costs, emissions from the decisions)  ->  pipeline.build_result  ->  Result
+
+One Deadline (allocator.pipeline) is made from time_limit_s at the start and bounds every
+stage: a stage cut by it yields the best plan so far (feasible) or no_solution.
 
 An infeasible model is re-built with penalised slack (``elastic=True``) and re-solved so the
 result says, in words, what cannot be met, where, when and by how much. Mandatory jobs that
 have no eligible placement at all make the result infeasible without calling the solver.
 When a limit stops HiGHS with no schedule or a worse one than the greedy planner's, the greedy
-plan (checked by the verifier's rules) is returned with HiGHS's bound.
+plan is returned with HiGHS's bound (options.greedy_fallback).
 
 Pyomo and HiGHS are imported only when a solve runs, so importing allocator stays light.
 """
@@ -29,6 +35,18 @@ import pandas as pd
 from allocator.errors import InputError, ModelTooLargeError, Problem
 from allocator.io import instance_from_dict, load_instance
 from allocator.options import OBJECTIVES, SolveOptions
+from allocator.outcome import Outcome
+from allocator.pipeline import (
+    Deadline,
+    build_result,
+    check_options,
+    cut_outcome,
+    lns_outcome,
+    mip_outcome,
+    mode_objective,
+    options_dict,
+    refused,
+)
 from allocator.results import Result, Status
 from allocator.schema import Instance
 
@@ -53,6 +71,7 @@ def solve(
     limit, with its gap), infeasible (with ``explanation``), unbounded, no_solution, error.
     """
     opts = _options(options, option_overrides)
+    deadline = Deadline(opts.time_limit_s)
     timings: dict[str, float] = {}
     clock = _Clock(timings)
 
@@ -70,6 +89,7 @@ def solve(
         compact = estimate_size(index, compact=True) if opts.strategy in ("auto", "lns") else None
         opts = _resolve_strategy(opts, compact)
         size = compact if opts.strategy == "lns" else estimate_size(index)
+    check_options(opts)
     _check_size(size, opts, inst)
 
     base = _base_summary(inst, opts, warnings, size)
@@ -78,101 +98,68 @@ def solve(
         lines = [f"job {j} (mandatory) cannot be placed: {index.unplaced.get(j, 'no eligible start')}"
                  for j in unplaceable]
         return _finish(
-            Result(status=Status.INFEASIBLE, options=_options_dict(opts),
+            Result(status=Status.INFEASIBLE, options=options_dict(opts),
                    message=f"{len(unplaceable)} mandatory job(s) have no eligible placement",
                    explanation=lines),
             base, timings, index=index,
         )
+    if deadline.expired():
+        return _finish(build_result(inst, index, opts, cut_outcome("indexing", deadline)),
+                       base, timings, index=index)
 
     if opts.heuristic == "greedy":
-        return _greedy_only(inst, index, opts, base, timings, clock)
-
-    if opts.strategy == "lns":
-        from allocator.lns import solve_lns
+        from allocator.heuristics import greedy_outcome
 
         with clock("solve_s"):
-            result = _lns_result(inst, solve_lns(inst, index, opts, net=net), opts, net)
-        timings["build_s"] = result.build_s
-        base["lns"] = result.summary.get("stages", {})
-        return _finish(result, base, timings, index=index)
+            outcome = greedy_outcome(inst, index, opts, net=net)
+        return _finish(build_result(inst, index, opts, outcome), base, timings, index=index)
 
+    if opts.strategy == "lns":
+        with clock("solve_s"):
+            outcome = lns_outcome(inst, index, deadline.options(opts), net=net)
+        timings["build_s"] = outcome.build_s
+        base["lns"] = outcome.stages
+        if outcome.status.has_schedule or deadline.expired():
+            return _finish(build_result(inst, index, opts, outcome), base, timings, index=index)
+        # no start plan for the search (e.g. a budget the greedy start overspends): the whole
+        # MIP gets what is left of the limit, so lns never says no_solution where mip solves
+        base["lns_fallback"] = outcome.message
+        opts = opts.with_(strategy="mip")
+    return _solve_mip(inst, index, opts, net, deadline, base, timings, clock)
+
+
+def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: dict,
+               timings: dict[str, float], clock) -> Result:
+    """The mip strategy with its extras: the greedy fallback after a limit, duals, and the
+    explanation of an infeasible instance."""
     from allocator.formulation import build_model
-    from allocator.solve import solve_model
 
     with clock("build_s"):
         model = build_model(inst, index, opts)
-    notes: list[str] = []
-    outcome = solve_model(model, opts)
-    timings["handoff_s"] = outcome.handoff_s
-    timings["solve_s"] = outcome.solve_s
-    base["model"] = dict(outcome.size)
-    base["raw_status"] = outcome.raw_status
-    if outcome.stages:
-        base["stages"] = [dataclasses.asdict(s) for s in outcome.stages]
+    if deadline.expired():
+        return _finish(build_result(inst, index, opts, cut_outcome("the model build", deadline)),
+                       base, timings, index=index)
+    outcome, raw = mip_outcome(model, deadline.options(opts), index)
+    timings["handoff_s"] = raw.handoff_s
+    timings["solve_s"] = raw.solve_s
+    base["model"] = dict(raw.size)
+    base["raw_status"] = raw.raw_status
+    if raw.stages:
+        base["stages"] = [dataclasses.asdict(s) for s in raw.stages]
 
-    frames: dict[str, pd.DataFrame] = {}
-    costs: dict[str, float] = {}
-    emissions = None
-    explanation: list[str] = []
-    status, objective, bound, gap = outcome.status, outcome.objective, outcome.bound, outcome.gap
-    solver = outcome.solver
-    if outcome.status.has_schedule:
-        from allocator.formulation import extract
-
-        with clock("extract_s"):
-            frames = extract.extract_frames(model, inst, index)
-            costs = {k: float(v) for k, v in extract.costs_from_frames(inst, frames).items()}
-            emissions = float(frames["sites"]["emissions_t"].sum())
-        # The objective of the exported plan, recomputed from its decisions like the verifier
-        # does: a heuristic incumbent may carry slack in continuous variables (e.g. more
-        # on-demand GPUs than in use) that the plan itself does not pay.
-        objective = _mode_objective(opts.objective, costs, emissions)
-        gap = _gap(objective, bound)
-    elif outcome.status is Status.INFEASIBLE and opts.explain:
+    if outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
-            explanation = explain_infeasible(inst, index, opts)
-
-    if opts.warm_start and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
+            outcome.explanation = explain_infeasible(inst, index, deadline.options(opts))
+    if opts.greedy_fallback and outcome.status in (Status.FEASIBLE, Status.NO_SOLUTION):
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
-            alt = _greedy_fallback(inst, index, opts, outcome, objective)
-        if alt is not None:
-            plan, g = alt
-            current_objective = objective
-            frames = {k: v for k, v in g.frames.items()}
-            costs, emissions = dict(g.costs), g.emissions_t
-            objective = _mode_objective(opts.objective, costs, emissions)
-            bound = outcome.bound if opts.objective in ("cost", "carbon") else None
-            gap = _gap(objective, bound)
-            status = Status.FEASIBLE
-            solver = f"{outcome.solver} + greedy plan"
-            notes.append(
-                "HiGHS found no schedule within the limits; the greedy plan is returned"
-                if not outcome.has_values else
-                f"the greedy plan ({objective:,.2f}) beats HiGHS's incumbent "
-                f"({current_objective:,.2f}) and is returned")
-            if bound is not None:
-                notes.append("its gap is measured against HiGHS's bound")
-            if opts.duals:
-                _load_plan(model, plan)
-    if opts.duals and status.has_schedule:
+            outcome = _greedy_fallback(inst, index, opts, outcome, net)
+    result = build_result(inst, index, opts, outcome)
+    if opts.duals and result.status.has_schedule:
         with clock("duals_s"):
-            frames["duals"] = _duals(model, opts, inst, index)
-
-    message = "; ".join(m for m in [outcome.message, *notes] if m)
-    result = Result(
-        status=status,
-        objective=objective,
-        bound=bound,
-        gap=gap,
-        costs=costs,
-        emissions_t=emissions,
-        solver=solver,
-        options=_options_dict(opts),
-        message=message,
-        explanation=explanation,
-        frames=frames,
-    )
+            if outcome.solver.endswith("+ greedy plan"):
+                _load_plan(model, outcome.decisions)
+            result.frames["duals"] = _duals(model, opts, inst, index)
     return _finish(result, base, timings, index=index)
 
 
@@ -292,13 +279,15 @@ def _validate(inst: Instance, source: str) -> list[Problem]:
 def _resolve_strategy(opts: SolveOptions, compact_size: dict[str, int] | None) -> SolveOptions:
     """Strategy "auto" made concrete: lns for the cost objective (MIP, not the greedy
     planner alone) once the compact model (``estimate_size(index, compact=True)``) reaches
-    AUTO_LNS_NONZEROS, else mip."""
+    AUTO_LNS_NONZEROS, unless an option lns does not honour is set (pipeline.NOT_HONOURED),
+    else mip."""
     if opts.strategy != "auto":
         return opts
     from allocator.options import AUTO_LNS_NONZEROS
 
     large = compact_size is not None and compact_size["nonzeros"] >= AUTO_LNS_NONZEROS
-    use_lns = large and opts.objective == "cost" and opts.heuristic is None
+    use_lns = (large and opts.objective == "cost" and opts.heuristic is None
+               and not refused(opts, "lns"))
     return opts.with_(strategy="lns" if use_lns else "mip")
 
 
@@ -316,73 +305,38 @@ def _check_size(size: dict[str, int], opts: SolveOptions, inst: Instance) -> Non
     )
 
 
-def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome,
-                     current: float | None):
-    """The greedy plan as (plan, evaluated Result) when it should replace what HiGHS returned
-    after a limit: HiGHS has no schedule, or (single objectives only) a worse one.
+def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome: Outcome, net) -> Outcome:
+    """The greedy plan in place of what HiGHS returned after a limit, when HiGHS has no
+    schedule, or (single objectives only) a worse one; else ``outcome`` unchanged.
 
     Handing the plan to HiGHS as a MIP start was measured to hurt (HiGHS stopped improving
     once given it; docs/performance.md), so the plan is only a fallback."""
-    try:
-        heuristics = importlib.import_module("allocator.heuristics")
-    except ModuleNotFoundError:
-        return None
-    if not hasattr(heuristics, "greedy_schedule"):
-        return None
-    from allocator.verify import evaluate
+    from allocator.derive import derive
+    from allocator.heuristics import greedy_outcome
 
-    plan = heuristics.greedy_schedule(inst, index)
-    ev = evaluate(inst, plan)
-    mandatory = {j for j, m in index.mandatory.items() if m}
-    if ev.violations or any(j in mandatory for j in getattr(plan, "unplaced", [])):
-        return None
-    value = _mode_objective(opts.objective, ev.costs, ev.emissions_t)
-    if outcome.has_values:
-        if opts.objective not in ("cost", "carbon") or current is None:
-            return None
+    g = greedy_outcome(inst, index, opts, net=net)
+    if not g.status.has_schedule:
+        return outcome
+    d = derive(inst, index, g.decisions)
+    value = mode_objective(opts.objective, d.costs, d.emissions_t)
+    current = None
+    if outcome.status.has_schedule:
+        if opts.objective not in ("cost", "carbon"):
+            return outcome
+        c = derive(inst, index, outcome.decisions)
+        current = mode_objective(opts.objective, c.costs, c.emissions_t)
         if value >= current - 1e-9 * max(1.0, abs(current)):
-            return None
-    result = Result(status=Status.FEASIBLE, costs=dict(ev.costs), emissions_t=ev.emissions_t,
-                    frames=dict(ev.frames))
-    return plan, result
-
-
-def _lns_result(inst: Instance, outcome, opts: SolveOptions, net) -> Result:
-    """The Result of the lns strategy's Outcome, as this route built it before strategies
-    returned decisions (tables and costs evaluated from the decisions). A stop-gap until the
-    pipeline derives every route's tables from decisions in one place."""
-    from allocator.verify import evaluate
-
-    summary = {"strategy": "lns", "stages": outcome.stages}
-    common = dict(build_s=outcome.build_s, solve_s=outcome.solve_s, solver=outcome.solver,
-                  options=_options_dict(opts), message=outcome.message,
-                  explanation=list(outcome.explanation), summary=summary)
-    if outcome.decisions is None:
-        return Result(status=outcome.status, **common)
-    ev = evaluate(inst, outcome.decisions, net=net)
-    if ev.violations:
-        common["message"] = f"the lns plan breaks {len(ev.violations)} rule(s): {ev.violations[0]}"
-        return Result(status=Status.NO_SOLUTION, **common)
-    cost = float(ev.total_cost_usd)
-    bound = None if outcome.bound is None else min(outcome.bound, cost)
-    gap = _gap(cost, bound)
-    status = Status.OPTIMAL if gap is not None and gap <= opts.mip_gap else Status.FEASIBLE
-    return Result(status=status, objective=cost, bound=bound, gap=gap, costs=dict(ev.costs),
-                  emissions_t=ev.emissions_t, frames=dict(ev.frames), **common)
-
-
-def _mode_objective(mode: str, costs: dict[str, float], emissions: float | None) -> float:
-    """The reported objective of a mode: total cost for cost and carbon-then-cost, emissions
-    for carbon and cost-then-carbon (the second objective of a lexicographic mode)."""
-    if mode in ("carbon", "cost-then-carbon"):
-        return float(emissions or 0.0)
-    return float(sum(costs.values()))
-
-
-def _gap(objective: float | None, bound: float | None) -> float | None:
-    if objective is None or bound is None:
-        return None
-    return max(0.0, abs(objective - bound) / max(abs(objective), 1e-9))
+            return outcome
+    bound = outcome.bound if opts.objective in ("cost", "carbon") else None
+    notes = ["HiGHS found no schedule within the limits; the greedy plan is returned"
+             if current is None else
+             f"the greedy plan ({value:,.2f}) beats HiGHS's incumbent ({current:,.2f}) and is returned"]
+    if bound is not None:
+        notes.append("its gap is measured against HiGHS's bound")
+    return dataclasses.replace(
+        outcome, status=Status.FEASIBLE, decisions=g.decisions, bound=bound,
+        solver=f"{outcome.solver} + greedy plan",
+        message="; ".join(m for m in [outcome.message, *notes] if m))
 
 
 def _load_plan(model, plan) -> None:
@@ -405,24 +359,6 @@ def _decision_frames(decisions) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     return get("training"), get("inference_gpus"), get("inference")
 
 
-def _greedy_only(inst, index, opts, base, timings, clock) -> Result:
-    """options.heuristic == "greedy": the greedy planner alone, checked by re-evaluation."""
-    try:
-        heuristics = importlib.import_module("allocator.heuristics")
-    except ModuleNotFoundError:
-        heuristics = None
-    runner = getattr(heuristics, "greedy_result", None) if heuristics else None
-    if runner is None:
-        raise InputError(
-            [Problem("options", "heuristic", "the greedy planner is not available in this "
-                     "installation", "solve without heuristic='greedy'", rule="bad-option")],
-            source="solve options",
-        )
-    with clock("solve_s"):
-        result = runner(inst, index, opts)
-    return _finish(result, base, timings, index=index)
-
-
 def _duals(model, opts, inst, index) -> pd.DataFrame:
     from allocator.solve import lp_duals
 
@@ -436,12 +372,6 @@ def _duals(model, opts, inst, index) -> pd.DataFrame:
         dtype="Int64",
     )
     return duals
-
-
-def _options_dict(opts: SolveOptions) -> dict[str, Any]:
-    d = dataclasses.asdict(opts)
-    d["disabled_families"] = list(d["disabled_families"])
-    return d
 
 
 def _base_summary(inst: Instance, opts: SolveOptions, warnings: list[Problem], size) -> dict:
@@ -459,7 +389,7 @@ def _base_summary(inst: Instance, opts: SolveOptions, warnings: list[Problem], s
 
 def _finish(result: Result, base: dict, timings: dict[str, float], *, index=None) -> Result:
     """Fill build_s / solve_s and the summary (the keys of summary.json)."""
-    build_s = sum(timings.get(k, 0.0) for k in ("index_s", "build_s", "warm_start_s", "handoff_s"))
+    build_s = sum(timings.get(k, 0.0) for k in ("index_s", "build_s", "handoff_s"))
     solve_s = timings.get("solve_s", result.solve_s)
     result = dataclasses.replace(result, build_s=build_s, solve_s=solve_s)
     summary = dict(base)

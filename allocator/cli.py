@@ -14,6 +14,7 @@ import traceback
 import click
 from rich.console import Console
 
+from allocator import display
 from allocator.errors import AllocatorError, InputError, ModelTooLargeError
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
@@ -67,6 +68,22 @@ def guarded(fn):
     return wrapper
 
 
+def loads_instance(fn):
+    """``--allow-outside-paths`` for a command that loads an instance: its CSV tables and
+    profiles_dir may then lie outside the instance's folder (refused by default)."""
+
+    @click.option("--allow-outside-paths", "allow_outside_paths", is_flag=True,
+                  help="Let the instance reference tables and profiles outside its own folder.")
+    @functools.wraps(fn)
+    def wrapper(*args, allow_outside_paths: bool = False, **kwargs):
+        from allocator.io import outside_paths_allowed
+
+        with outside_paths_allowed(allow_outside_paths):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.version_option(package_name="allocator")
@@ -88,16 +105,24 @@ def main(debug: bool) -> None:
               help="Local worker processes (default: number of CPUs; 1 runs in this process).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on a Dask cluster, e.g. tcp://10.0.0.5:8786.")
+@click.option("--connect-timeout", "connect_timeout", type=click.FloatRange(min=0, min_open=True),
+              default=5.0, show_default=True, metavar="S",
+              help="Seconds to wait for the --scheduler before giving up (exit 2).")
+@click.option("--force", is_flag=True, help="Use an --out holding results or a sweep.json of "
+              "another spec, or not written by a sweep (its results files are replaced).")
 @click.option("--plot", is_flag=True, help="Also write PNG figures into OUT/plots/.")
 @click.option("--retry-failed", is_flag=True, help="Re-run scenarios recorded with status error.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
+@loads_instance
 @guarded
-def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet):
+def sweep_cmd(instance, spec, out, workers, scheduler, connect_timeout, force, plot, retry_failed,
+              quiet):
     """Solve every scenario of SPEC (a sweep YAML) on INSTANCE; resumable."""
     from allocator.sweep import plot_sweep, summarize, sweep
 
     df = sweep(instance, spec, out=out, workers=workers, scheduler=scheduler,
-               progress=False if quiet else None, retry_failed=retry_failed)
+               progress=False if quiet else None, retry_failed=retry_failed, force=force,
+               connect_timeout=connect_timeout)
     counts = summarize(df)
     failed = sum(n for s, n in counts.items() if s not in ("optimal", "feasible"))
     files = plot_sweep(out) if plot else []
@@ -112,7 +137,8 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
         console.print(table)
         ok = df[df["status"].isin(["optimal", "feasible"])]
         if len(ok):
-            console.print(f"objective from {ok['objective'].min():,.2f} to {ok['objective'].max():,.2f}")
+            console.print(f"objective from {display.fixed(ok['objective'].min())} to "
+                          f"{display.fixed(ok['objective'].max())}")
     if failed:
         console.print(f"{failed} of {len(df)} scenarios have no schedule; see the status and "
                       f"error columns of {out}/results.csv", soft_wrap=True, markup=False)
@@ -128,8 +154,10 @@ def sweep_cmd(instance, spec, out, workers, scheduler, plot, retry_failed, quiet
 @guarded
 def plot_sweep_cmd(folder):
     """PNG figures of a sweep's results against each parameter, into FOLDER/plots/."""
+    from allocator.results import check_writable
     from allocator.sweep import plot_sweep
 
+    check_writable(f"{folder}/plots", folder=True, option="FOLDER")
     for f in plot_sweep(folder):
         console.print(f"figure: {f}", soft_wrap=True, markup=False)
     raise ExitWith(EXIT_OK)
@@ -141,6 +169,7 @@ def plot_sweep_cmd(folder):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and problems as JSON.")
 @click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder of AI model profiles (default: the nearest models/ above the instance).")
+@loads_instance
 @guarded
 def validate_cmd(instance, as_json, profiles_dir):
     """Check INSTANCE and print what it holds (exit 0), or every problem found (exit 2)."""
@@ -200,6 +229,67 @@ def validate_cmd(instance, as_json, profiles_dir):
     raise ExitWith(EXIT_OK)
 
 
+# --- profiles ---
+@main.command("profiles")
+@click.option("--profiles", "profiles_dir", type=click.Path(exists=True, file_okay=False, path_type=str),
+              default=None, help="Folder of your own AI model profiles (default: the nearest models/ "
+                                 "at or above the current folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@guarded
+def profiles_cmd(profiles_dir: str | None, as_json: bool) -> None:
+    """List the AI model profiles a job or service can name: id, where it comes from (the
+    packaged profiles, or a folder, which wins for an id it holds) and key figures."""
+    import json
+    from pathlib import Path
+
+    from allocator.io import find_profiles_dir, load_profile
+    from allocator.profiles import known
+
+    folder = Path(profiles_dir) if profiles_dir is not None else find_profiles_dir(Path.cwd())
+    rows = []
+    for f in known(folder):
+        with f.path() as path:
+            p = load_profile(path)
+        tr, inf = p.training, p.inference
+        rows.append({
+            "id": p.id, "name": p.name,
+            "source": display_source(f.source, path),
+            "parameters_b": p.parameters_b, "active_parameters_b": p.active_parameters_b,
+            "training_gpu_hours_h100": None if tr is None else tr.gpu_hours_h100,
+            "reference_tokens_t": None if tr is None else tr.reference_tokens_t,
+            "tokens_per_s_per_gpu": {} if inf is None else dict(inf.tokens_per_s_per_gpu),
+            "estimate": p.estimate,
+        })
+    if as_json:
+        click.echo(json.dumps({"folder": None if folder is None else str(folder), "profiles": rows}, indent=2))
+        raise ExitWith(EXIT_OK)
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} AI model profiles")
+    for col, just in (("id", "left"), ("source", "left"), ("params B (active)", "right"),
+                      ("train GPU-h H100 / tokens", "right"), ("tok/s per GPU", "left"),
+                      ("estimate", "left")):
+        table.add_column(col, justify=just, no_wrap=col == "id")
+    for r in rows:
+        params = "-" if r["parameters_b"] is None else display.qty(r["parameters_b"])
+        if r["active_parameters_b"] not in (None, r["parameters_b"]):
+            params += f" ({display.qty(r['active_parameters_b'])})"
+        train = "-" if r["training_gpu_hours_h100"] is None else (
+            f"{r['training_gpu_hours_h100'] / 1e6:,.4g}M / {r['reference_tokens_t']:g}T")
+        tps = ", ".join(f"{g} {display.qty(x)}" for g, x in r["tokens_per_s_per_gpu"].items()) or "-"
+        table.add_row(r["id"], r["source"], params, train, tps, "yes" if r["estimate"] else "no")
+    console.print(table)
+    where = "none (no models/ folder at or above the current folder)" if folder is None else str(folder)
+    console.print(f"folder: {where}; a profile there wins over the packaged one of the same id",
+                  markup=False, soft_wrap=True)
+    raise ExitWith(EXIT_OK)
+
+
+def display_source(source: str, path) -> str:
+    """'packaged', or 'folder <file>' for a profile of the user's."""
+    return "packaged" if source == "packaged" else f"folder {path}"
+
+
 # --- report ---
 @main.command("report")
 @click.argument("schedule_dir", type=click.Path(path_type=str))
@@ -209,11 +299,16 @@ def validate_cmd(instance, as_json, profiles_dir):
               help="Also write every figure as PNG into this folder (for slides).")
 @click.option("--instance", "instance_path", type=click.Path(path_type=str), default=None,
               help="The instance solved: adds job deadlines and the exact horizon.")
+@loads_instance
 @guarded
 def report_cmd(schedule_dir: str, out: str, png_dir: str | None, instance_path: str | None) -> None:
     """Write an HTML report of a schedule folder (or a sweep folder) with its figures."""
     from allocator.report import write_report
+    from allocator.results import check_writable
 
+    check_writable(out, folder=False)  # before any work: a report that cannot be written
+    if png_dir is not None:
+        check_writable(png_dir, folder=True, option="--png")
     inst = None
     if instance_path is not None:
         from allocator.io import load_instance
@@ -237,6 +332,7 @@ EXIT_VIOLATIONS = 1  # the schedule breaks a rule or its figures do not match
 @click.argument("schedule_dir", type=click.Path(path_type=str))
 @click.option("--max-per-rule", default=20, show_default=True, type=click.IntRange(min=1),
               help="Violations listed per rule before '(+N more)'.")
+@loads_instance
 @guarded
 def verify_cmd(instance: str, schedule_dir: str, max_per_rule: int) -> None:
     """Check an exported schedule against its instance, independently of the solver.
@@ -281,7 +377,9 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
                  periods: int | None, period_hours: float, seed: int, out: str, force: bool) -> None:
     """Write a seeded synthetic instance (instance.yaml + CSV tables) with realistic proportions."""
     from allocator.generate import SIZES, generate_instance, write_instance
+    from allocator.results import check_writable
 
+    check_writable(out, folder=True)  # before generating: an XL instance takes a while
     preset = SIZES[(size or "S").upper()]
     counts = {"jobs": jobs, "services": services, "sites": sites, "periods": periods}
     counts = {k: preset[k] if v is None else v for k, v in counts.items()}
@@ -301,8 +399,10 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder to write the schedule into (tables + summary.json).")
 @click.option("--time-limit", "time_limit", type=click.FloatRange(min=0), default=None,
-              metavar="S", help="Stop HiGHS after S seconds (a schedule found so far is kept "
-              "with its gap).")
+              metavar="S", help="Bound the whole solve (index, greedy plan, model build, "
+              "HiGHS, explanation) by S seconds; a schedule found so far is kept with its gap. "
+              "Default: no limit for strategy mip and the greedy planner, 600 s for the "
+              "neighbourhood search (strategy lns, which auto picks for large instances).")
 @click.option("--gap", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               metavar="G", help="Relative gap at which to stop, e.g. 0.01 for 1% "
               "(default 0.0001).")
@@ -321,52 +421,63 @@ def generate_cmd(size: str | None, jobs: int | None, services: int | None, sites
               help="mip: HiGHS on the whole model; lns: LP bound and neighbourhood search "
               "for large instances (cost objective); auto: lns for large cost-objective "
               "instances, mip otherwise.")
-@click.option("--no-warm-start", "no_warm_start", is_flag=True,
-              help="Do not fall back on the greedy plan when a limit stops HiGHS.")
+@click.option("--no-greedy-fallback", "--no-warm-start", "no_greedy_fallback", is_flag=True,
+              help="Do not fall back on the greedy plan when a limit stops HiGHS "
+              "(--no-warm-start is its former name).")
 @click.option("--force", is_flag=True, help="Replace a schedule already in --out.")
 @click.option("--quiet", is_flag=True, help="Print only the status line.")
 @click.option("--verbose", is_flag=True, help="Show the HiGHS log.")
+@loads_instance
 @guarded
 def solve_cmd(instance, out, time_limit, gap, threads, seed, objective, fmt, duals, heuristic,
-              strategy, no_warm_start, force, quiet, verbose):
+              strategy, no_greedy_fallback, force, quiet, verbose):
     """Solve INSTANCE (a YAML file or its folder) and export the schedule into --out."""
     from allocator import results as results_mod
     from allocator.api import solve
     from allocator.options import SolveOptions
 
-    results_mod.check_export_target(out, force)  # refuse a taken --out before solving
+    results_mod.check_export_target(out, force, fmt)  # refuse a taken --out before solving
     changes = {"time_limit_s": time_limit, "mip_gap": gap, "threads": threads, "seed": seed}
     opts = SolveOptions(objective=objective, duals=duals, verbose=verbose, heuristic=heuristic,
-                        warm_start=not no_warm_start, strategy=strategy,
+                        greedy_fallback=not no_greedy_fallback, strategy=strategy,
                         **{k: v for k, v in changes.items() if v is not None})
     result = solve(instance, opts)
-    folder = results_mod.export_result(result, out, fmt=fmt, force=force)
-    raise ExitWith(_render_solve(result, str(folder), quiet))
+    try:
+        folder = str(results_mod.export_result(result, out, fmt=fmt, force=force))
+    except results_mod.ScheduleKept:
+        # a solve without a schedule never replaces one: the user keeps what they had
+        folder = ""
+    raise ExitWith(_render_solve(result, folder or out, quiet, kept=not folder))
 
 
-def _render_solve(result, folder: str, quiet: bool) -> int:
-    """Print the outcome of a solve; return its exit code."""
+def _render_solve(result, folder: str, quiet: bool, kept: bool = False) -> int:
+    """Print the outcome of a solve; return its exit code. ``kept``: nothing was written,
+    the schedule already in ``folder`` stays."""
     from rich.table import Table
 
     status = result.status.value
-    gap = "" if result.gap is None else f", gap {result.gap:.4%}"
-    obj = "" if result.objective is None else f", objective {result.objective:,.2f}"
+    gap = "" if result.gap is None else f", gap {display.pct(result.gap)}"
+    obj = "" if result.objective is None else f", objective {display.fixed(result.objective)}"
     where = "schedule" if result.status.has_schedule else "summary"
-    console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
+    if kept:
+        console.print(f"{status}{obj}{gap}; nothing written: the schedule already in {folder} "
+                      "is kept (this solve has none)", markup=False, soft_wrap=True)
+    else:
+        console.print(f"{status}{obj}{gap}; {where} in {folder}", markup=False, soft_wrap=True)
     if result.status.has_schedule and not quiet:
         head = Table(show_header=False, box=None)
         head.add_column()
         head.add_column(justify="right")
-        head.add_row("objective", f"{result.objective:,.2f}")
-        head.add_row("best bound", "-" if result.bound is None else f"{result.bound:,.2f}")
-        head.add_row("gap", "-" if result.gap is None else f"{result.gap:.4%}")
+        head.add_row("objective", display.fixed(result.objective))
+        head.add_row("best bound", "-" if result.bound is None else display.fixed(result.bound))
+        head.add_row("gap", "-" if result.gap is None else display.pct(result.gap))
         for term, usd in result.costs.items():
             if abs(usd) > 0.005:
-                head.add_row(f"  {term} $", f"{usd:,.2f}")
+                head.add_row(f"  {term} $", display.fixed(usd))
         if result.total_cost is not None:
-            head.add_row("total cost $", f"{result.total_cost:,.2f}")
+            head.add_row("total cost $", display.fixed(result.total_cost))
         if result.emissions_t is not None:
-            head.add_row("emissions tCO2", f"{result.emissions_t:,.2f}")
+            head.add_row("emissions tCO2", display.fixed(result.emissions_t))
         head.add_row("build / solve s", f"{result.build_s:.2f} / {result.solve_s:.2f}")
         head.add_row("solver", result.solver)
         console.print(head)
@@ -412,9 +523,13 @@ def _site_utilisation(frames) -> list[tuple[str, str, str]]:
         if len(power):
             p = power.loc[(power["power_mw"] / power["power_cap_mw"].where(
                 power["power_cap_mw"] > 0)).fillna(0).idxmax()]
-            ptxt = f"{p['power_mw']:,.2f} / {p['power_cap_mw']:,.2f}"
+            ptxt = f"{display.fixed(p['power_mw'])} / {display.fixed(p['power_cap_mw'])}"
         else:
             ptxt = "-"
         rows.append((str(site), f"{int(peak['gpus_in_use']):,} / {int(peak['gpus_available']):,}",
                      ptxt))
     return rows
+
+
+if __name__ == "__main__":
+    main(prog_name="allocator")

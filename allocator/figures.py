@@ -11,6 +11,7 @@ edges; without a horizon start the axis counts periods.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import StrMethodFormatter  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
+from allocator.display import fixed  # noqa: E402
+from allocator.display import usd as format_usd  # noqa: E402
 from allocator.results import COST_TERMS  # noqa: E402
 
 # Colours: GPU types and sites get fixed colours from their sorted order, so the same GPU
@@ -44,6 +47,7 @@ AVAILABLE_COLOR = "#000000"
 CAP_COLOR = "#c0392b"
 UNSERVED_COLOR = "#c0392b"
 POWER_COLOR = "#7f8c8d"
+NOISE_TOKENS_PER_S = 1e-6  # unserved tokens/s up to this are drawn as none
 
 COST_LABELS = {
     "reserved_lease": "reserved lease",
@@ -91,15 +95,34 @@ def slug(text: str) -> str:
     return s or "x"
 
 
+def unique_slugs(items, make=slug) -> dict[str, str]:
+    """Item -> a file-name-safe slug, distinct for distinct items: where two items give the
+    same slug (``a b`` and ``a-b``, ``A`` and ``a``), each gets the first 8 hex digits of the
+    sha256 of its own text appended, so no figure file overwrites another."""
+    items = list(dict.fromkeys(str(i) for i in items))
+    base = {i: make(i) for i in items}
+    count: dict[str, int] = {}
+    for b in base.values():
+        count[b] = count.get(b, 0) + 1
+    return {i: b if count[b] == 1 else f"{b}-{hashlib.sha256(i.encode()).hexdigest()[:8]}"
+            for i, b in base.items()}
+
+
 def gpu_colors(gpu_types) -> dict[str, str]:
     """GPU type -> colour, by sorted name (stable across figures and reports)."""
     return {g: GPU_PALETTE[i % len(GPU_PALETTE)] for i, g in enumerate(sorted(set(gpu_types)))}
 
 
 def site_colors(sites) -> dict[str, str]:
-    """Site -> colour, in the given order."""
+    """Site -> colour, in the given order: SITE_PALETTE, then matplotlib's tab20 and tab20b
+    colours, so up to 50 sites in one figure never share a colour."""
     order = list(dict.fromkeys(sites))
-    return {s: SITE_PALETTE[i % len(SITE_PALETTE)] for i, s in enumerate(order)}
+    palette = list(SITE_PALETTE)
+    if len(order) > len(palette):
+        extra = [matplotlib.colors.to_hex(c) for name in ("tab20", "tab20b")
+                 for c in matplotlib.colormaps[name].colors]
+        palette += [c for c in extra if c not in palette]
+    return {s: palette[i % len(palette)] for i, s in enumerate(order)}
 
 
 # ------------------------------------------------------------------------------ time axis
@@ -236,12 +259,26 @@ def _title(fig: Figure, text: str, **kw) -> None:
              fontsize=11, **kw)
 
 
+LEGEND_COLUMNS = 8
+LEGEND_ROW_IN = 0.2  # inches per legend row
+
+
+def _legend_extra(n_handles: int) -> float:
+    """Inches a figure's top margin grows by for a legend of ``n_handles`` entries past its
+    first row (rows of LEGEND_COLUMNS, so a long legend never runs into the panels)."""
+    return LEGEND_ROW_IN * max(0, math.ceil(n_handles / LEGEND_COLUMNS) - 1)
+
+
 def _top_legend(fig: Figure, handles, *, y_in: float = 0.42) -> None:
-    """One legend for the whole figure, in a row under the title (never over the data)."""
+    """One legend for the whole figure, in rows under the title (never over the data), read
+    left to right; the caller leaves ``_legend_extra`` more inches at the top."""
     H = fig.get_size_inches()[1]
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.01, 1 - y_in / H),
-               ncols=min(len(handles), 8), frameon=False, handlelength=1.6,
-               columnspacing=1.4)
+    ncols = min(len(handles), LEGEND_COLUMNS)
+    rows = math.ceil(len(handles) / max(ncols, 1))
+    # matplotlib fills a legend column by column: order the handles so that rows read in order
+    ordered = [handles[r * ncols + c] for c in range(ncols) for r in range(rows) if r * ncols + c < len(handles)]
+    fig.legend(handles=ordered, loc="upper left", bbox_to_anchor=(0.01, 1 - y_in / H),
+               ncols=ncols, frameon=False, handlelength=1.6, columnspacing=1.4)
 
 
 def _nonempty(frames: dict[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
@@ -322,7 +359,8 @@ def gantt(frames: dict[str, pd.DataFrame], timeline: Timeline, instance=None) ->
     return Plot("fig-gantt", "gantt", "Training jobs", alt, fig, section="training")
 
 
-def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) -> Plot | None:
+def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str,
+                key: str | None = None) -> Plot | None:
     """One site: per GPU type, GPUs in use (training, inference) vs reserved vs available;
     then power MW vs its ceiling."""
     sg = _nonempty(frames, "site_gpus")
@@ -339,9 +377,18 @@ def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) 
     panels = len(types) + (1 if has_power else 0)
     ncols = min(panels, 3)
     nrows = math.ceil(panels / ncols)
+    # legend: training and inference swatches in each GPU type's colour, as the bars are
+    handles = [Patch(color=colors[g], alpha=alpha, label=f"{g} {what}")
+               for g in types for what, alpha in (("training", 0.9), ("inference", 0.4))]
+    handles += [Line2D([], [], color=RESERVED_COLOR, linestyle="--", label="reserved"),
+                Line2D([], [], color=AVAILABLE_COLOR, label="available")]
+    if has_power:
+        handles += [Patch(color=POWER_COLOR, alpha=0.8, label="power MW"),
+                    Line2D([], [], color=CAP_COLOR, label="power ceiling")]
+    extra = _legend_extra(len(handles))
     with plt.rc_context(STYLE):
-        fig = _new_figure(3.7 * ncols + 0.4, 2.2 * nrows + 0.8 + 0.5 * (nrows - 1))
-        axes = _grid(fig, nrows, ncols, top=0.95, left=0.7, hspace=0.85).ravel()
+        fig = _new_figure(3.7 * ncols + 0.4, 2.2 * nrows + 0.8 + 0.5 * (nrows - 1) + extra)
+        axes = _grid(fig, nrows, ncols, top=0.95 + extra, left=0.7, hspace=0.85).ravel()
         for ax in axes[panels:]:
             ax.set_visible(False)
         axes = axes[:panels]
@@ -353,7 +400,7 @@ def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) 
             available = _series(pool, "gpus_available", T)
             ax.stairs(training, edges, fill=True, color=colors[g], alpha=0.9, label="training")
             ax.stairs(training + inference, edges, baseline=training, fill=True,
-                      color=colors[g], alpha=0.4, label="inference")
+                      color=colors[g], alpha=0.4, label="inference")  # as in the legend
             ax.stairs(reserved, edges, baseline=None, color=RESERVED_COLOR, linestyle="--",
                       linewidth=1.2, label="reserved")
             ax.stairs(available, edges, baseline=None, color=AVAILABLE_COLOR, linewidth=1.2,
@@ -375,17 +422,11 @@ def site_figure(frames: dict[str, pd.DataFrame], timeline: Timeline, site: str) 
             ax.set_ylabel("MW")
             timeline.format(ax)
         _title(fig, site, fontweight="bold")
-        handles = [Patch(color="#555555", alpha=0.9, label="training GPUs"),
-                   Patch(color="#555555", alpha=0.35, label="inference GPUs"),
-                   Line2D([], [], color=RESERVED_COLOR, linestyle="--", label="reserved"),
-                   Line2D([], [], color=AVAILABLE_COLOR, label="available")]
-        if has_power:
-            handles += [Patch(color=POWER_COLOR, alpha=0.8, label="power MW"),
-                        Line2D([], [], color=CAP_COLOR, label="power ceiling")]
         _top_legend(fig, handles, y_in=0.32)
     alt = (f"Site {site}: GPUs in use (training, inference) vs reserved vs available for "
            f"{', '.join(types) or 'no GPU type'}, and power MW vs ceiling over time")
-    return Plot(f"fig-site-{slug(site)}", f"site-{slug(site)}", f"Site {site}", alt, fig,
+    key = slug(site) if key is None else key  # unique among the schedule's sites
+    return Plot(f"fig-site-{key}", f"site-{key}", f"Site {site}", alt, fig,
                 section="sites")
 
 
@@ -405,11 +446,16 @@ def inference_figure(frames: dict[str, pd.DataFrame], timeline: Timeline) -> Plo
     edges = timeline.edges()
     ncols = min(len(regions), 2)
     nrows = math.ceil(len(regions) / ncols)
-    any_unserved = False
+    # unserved below a millionth of a token/s is solver noise (older schedules kept it)
+    any_unserved = uns is not None and bool((uns["unserved_tokens_per_s"] > NOISE_TOKENS_PER_S).any())
+    n_handles = len(served_sites) + any_unserved + (uns is not None)
+    extra = _legend_extra(n_handles)
+    # from three rows of panels on, the time axis is named once, under the bottom row
+    hspace = 0.8 if nrows < 3 else 0.55
     with plt.rc_context(STYLE):
-        fig = _new_figure(5.5 * ncols, 2.5 * nrows + 0.9)
-        axes = _grid(fig, nrows, ncols, top=1.0, hspace=0.8).ravel()
-        for ax, region in zip(axes, regions, strict=False):
+        fig = _new_figure(5.5 * ncols, 2.5 * nrows + 0.9 + extra - (0.25 * (nrows - 1) if nrows >= 3 else 0))
+        axes = _grid(fig, nrows, ncols, top=1.0 + extra, hspace=hspace).ravel()
+        for i, (ax, region) in enumerate(zip(axes, regions, strict=False)):
             base = np.zeros(T)
             if inf is not None:
                 r = inf[inf["region"] == region]
@@ -423,9 +469,9 @@ def inference_figure(frames: dict[str, pd.DataFrame], timeline: Timeline) -> Plo
             if uns is not None:
                 u = uns[uns["region"] == region]
                 demand = _series(u, "demand_tokens_per_s", T) / 1e6
-                missing = _series(u, "unserved_tokens_per_s", T) / 1e6
+                missing = _series(u, "unserved_tokens_per_s", T)
+                missing = np.where(missing > NOISE_TOKENS_PER_S, missing, 0.0) / 1e6
                 if missing.any():
-                    any_unserved = True
                     ax.stairs(base + missing, edges, baseline=base.copy(), fill=True,
                               facecolor="none", edgecolor=UNSERVED_COLOR, hatch="////",
                               linewidth=0, label="unserved")
@@ -436,6 +482,8 @@ def inference_figure(frames: dict[str, pd.DataFrame], timeline: Timeline) -> Plo
             ax.set_title(region, loc="left")
             ax.set_ylabel("M tokens/s")
             timeline.format(ax)
+            if nrows >= 3 and i + ncols < len(regions):  # a panel below shows the same axis
+                ax.set_xlabel("")
         for ax in axes[len(regions):]:
             ax.set_visible(False)
         _title(fig, "Inference: tokens/s served (stacked by site) vs demand, all services")
@@ -479,7 +527,7 @@ def cost_figure(summary: dict[str, Any], frames: dict[str, pd.DataFrame]) -> Plo
         ys = np.arange(len(terms))[::-1]
         ax.barh(ys, vals, color=["#4e79a7" if v >= 0 else "#e15759" for v in vals])
         for y, v in zip(ys, vals, strict=True):
-            ax.text(v, y, f" {v:,.2f}", va="center", ha="left", fontsize=7.5)
+            ax.text(v, y, f" {fixed(v)}", va="center", ha="left", fontsize=7.5)
         ax.set_yticks(ys, labels)
         ax.set_xlabel(unit)
         ax.set_xlim(min(0, vals.min() * 1.1), max(vals.max(), 1e-9) * 1.22)
@@ -568,7 +616,8 @@ def schedule_plots(frames: dict[str, pd.DataFrame], summary: dict[str, Any],
     timeline = Timeline.from_summary(summary, frames, instance)
     plots: list[Plot | None] = [gantt(frames, timeline, instance)]
     sites = _site_order(frames, [])
-    plots.extend(site_figure(frames, timeline, s) for s in sites)
+    keys = unique_slugs(sites)
+    plots.extend(site_figure(frames, timeline, s, keys[str(s)]) for s in sites)
     plots.append(inference_figure(frames, timeline))
     plots.append(cost_figure(summary, frames))
     return [p for p in plots if p is not None]
@@ -617,21 +666,6 @@ def _money_scale(m: float) -> tuple[float, str]:
     if m >= 1e3:
         return 1e3, "$ thousand"
     return 1.0, "$"
-
-
-def format_usd(x: float | None) -> str:
-    """$1.23M, $45.6k, $12: compact dollars for figures and key figures."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    a = abs(x)
-    sign = "-" if x < 0 else ""
-    if a >= 1e9:
-        return f"{sign}${a / 1e9:,.3g}B" if a < 1e11 else f"{sign}${a / 1e9:,.0f}B"
-    if a >= 1e6:
-        return f"{sign}${a / 1e6:,.3g}M" if a < 1e8 else f"{sign}${a / 1e6:,.0f}M"
-    if a >= 1e4:
-        return f"{sign}${a / 1e3:,.3g}k" if a < 1e5 else f"{sign}${a / 1e3:,.0f}k"
-    return f"{sign}${a:,.2f}" if a < 100 else f"{sign}${a:,.0f}"
 
 
 def _fmt_num(v) -> str:

@@ -162,6 +162,9 @@ def generate_instance(
     return Instance.model_validate(data)
 
 
+GENERATED_TABLES = ("jobs.csv", "links.csv", "demand.csv", "site_series.csv")
+
+
 def write_instance(inst: Instance, out_dir: str | Path, *, force: bool = False) -> Path:
     """Write instance.yaml plus jobs.csv, links.csv, demand.csv and site_series.csv."""
     out = Path(out_dir)
@@ -169,9 +172,10 @@ def write_instance(inst: Instance, out_dir: str | Path, *, force: bool = False) 
         raise InputError([Problem("file", str(out), "exists and is not a folder", "pass a folder for --out",
                                   rule="out-not-folder")])
     target = out / "instance.yaml"
-    if target.exists() and not force:
-        raise InputError([Problem("file", str(target), "already exists", "pass --force to overwrite it",
-                                  rule="out-exists")])
+    for name in ("instance.yaml", *GENERATED_TABLES):  # a user's own jobs.csv counts too
+        if (out / name).exists() and not force:
+            raise InputError([Problem("file", str(out / name), "already exists",
+                                      "pass --force to overwrite it", rule="out-exists")])
     out.mkdir(parents=True, exist_ok=True)
     base = inst.model_dump(mode="json", exclude_defaults=True, exclude={"jobs", "links"})
     yaml_jobs = [j for j in inst.jobs if j.site_cost_usd]  # site_cost_usd has no CSV column

@@ -12,13 +12,15 @@ Inference is planned after the mandatory jobs, period by period: each (service, 
 demand goes to the cheapest reachable pools (idle capacity of GPUs the service already holds
 first, then whole GPUs added while a GPU costs less than the penalty for the tokens it would
 serve), within free GPUs, power and link bandwidth. A service with N+1 redundancy then gets
-GPUs at other sites (or serves less) until losing its largest site leaves enough capacity.
+GPUs at other sites (or serves less) until, for each region, losing its largest site within
+the region's SLO leaves enough capacity there, and losing any site leaves enough for all.
 Optional jobs come last, each placed only if it costs less than its value.
 
 ``greedy_schedule(inst, index=None)`` returns the decision tables of docs/schedule-format.md
-(training, inference_gpus, inference); ``greedy_result(inst, index, options)`` evaluates them
-with the independent verifier and returns a ``Result`` (status feasible, no bound): that is
-``--heuristic greedy``. The same plan is the MIP start of a normal solve.
+(training, inference_gpus, inference); ``greedy_outcome(inst, index, options)`` is the greedy
+strategy (``--heuristic greedy``): that plan, kept within the budget, as an Outcome (status
+feasible, no bound) for the pipeline to derive and report. The same plan is the fallback of a
+mip solve stopped by a limit, and a start of the neighbourhood search.
 
 This module does not import Pyomo.
 """
@@ -35,6 +37,7 @@ import pandas as pd
 
 from allocator.indexing import Index, build_index
 from allocator.network import Network
+from allocator.quantities import egress_gb_per_period, unserved_usd_per_token_s
 from allocator.schema import Instance
 
 EPS = 1e-9
@@ -349,14 +352,14 @@ def _plan_inference(inst: Instance, index: Index, st: _State):
     if flows.empty or demands.empty:
         return held, served
     services = {v.id: v for v in inst.services}
-    pen = {v: 3600.0 * H / 1e6 * s.unserved_usd_per_mtok for v, s in services.items()}  # $ per tok/s
+    pen = {v: unserved_usd_per_token_s(s.unserved_usd_per_mtok, H) for v, s in services.items()}
     bpt = {v: float(s.bytes_per_token) for v, s in services.items()}
     cands: dict[tuple[str, str], list[tuple]] = {}
     for v, r, s, g, tps, egp, gpt, links in flows[
             ["v", "r", "s", "g", "tokens_per_s_per_gpu", "egress_usd_per_gb",
              "gbps_per_token_per_s", "links"]].itertuples(index=False):
         k = st.pool_of[(s, g)]
-        e_tok = bpt[v] * 3600.0 * H / 1e9 * egp  # $ per tok/s served for a period
+        e_tok = egress_gb_per_period(1.0, bpt[v], H) * egp  # $ per tok/s served for a period
         cands.setdefault((v, r), []).append(
             (k, s, g, float(tps), e_tok, float(gpt), tuple(st.link_of[lab] for lab in links)))
     dem_by_t: dict[int, list[tuple[str, str, float]]] = {}
@@ -436,56 +439,65 @@ def _plan_inference(inst: Instance, index: Index, st: _State):
 
 
 def _redundancy(v, t, st, held, used_tok, served, cands, free_gpus, add_gpus) -> None:
-    """N+1 for service v in period t: losing its largest site must leave capacity for all it
-    serves. Add GPUs at other reachable sites while there is room; else serve less."""
-    tps_of = {}
-    for (vv, _r), cs in cands.items():
-        if vv == v:
-            for c in cs:
-                tps_of[c[0]] = c[3]
+    """N+1 for service v in period t (the inference_redundancy rows): for each region, losing
+    any one site must leave capacity within the region's SLO for what it is served; then
+    losing any one site must leave capacity for all v serves. Add GPUs at other sites that may
+    serve it while there is room; else serve less."""
+    regions = sorted({f[1] for f in served if f[0] == v and f[4] == t and f[5] > 1e-9})
+    for r in regions:
+        pools = {c[0]: c[3] for c in cands.get((v, r), [])}
+        _cover_loss(v, t, pools, lambda f, r=r: f[1] == r, st, held, used_tok, served, cands,
+                    free_gpus, add_gpus)
+    pools = {c[0]: c[3] for r in regions for c in cands.get((v, r), [])}  # sites that may serve them
+    _cover_loss(v, t, pools, lambda f: True, st, held, used_tok, served, cands, free_gpus, add_gpus)
 
+
+def _cover_loss(v, t, pools, match, st, held, used_tok, served, cands, free_gpus, add_gpus) -> None:
+    """Make the capacity of v at ``pools`` (pool -> tokens/s per GPU) after losing its largest
+    site cover v's flows in period t that ``match``: add GPUs at the other sites, else cut
+    those flows."""
     def site_caps() -> dict[int, float]:
         caps: dict[int, float] = {}
-        for k, tps in tps_of.items():
+        for k, tps in pools.items():
             n = held.get((v, k, t), 0)
             if n:
                 s = int(st.pool_site[k])
                 caps[s] = caps.get(s, 0.0) + n * tps
         return caps
 
-    total_served = sum(x for (vv, _r, _s, _g, tt, x) in served if vv == v and tt == t)
-    if total_served <= 1e-9:
-        return
-    for _ in range(len(tps_of) + 1):
+    def deficit() -> tuple[float, int | None]:
         caps = site_caps()
-        largest_site = max(caps, key=caps.get)
-        deficit = total_served - (sum(caps.values()) - caps[largest_site])
-        if deficit <= 1e-6:
+        largest = max(caps, key=caps.get) if caps else None
+        return total - (sum(caps.values()) - caps.get(largest, 0.0)), largest
+
+    mine = [i for i, f in enumerate(served) if f[0] == v and f[4] == t and match(f)]
+    total = sum(served[i][5] for i in mine)
+    if total <= 1e-9:
+        return
+    for _ in range(len(pools) + 1):
+        short, largest_site = deficit()
+        if short <= 1e-6:
             return
-        options = sorted((k for k in tps_of if st.pool_site[k] != largest_site and free_gpus(k, t) > 0),
-                         key=lambda k: st.gpu_cost(k, t, 1) / tps_of[k])
+        options = sorted((k for k in pools if st.pool_site[k] != largest_site and free_gpus(k, t) > 0),
+                         key=lambda k: st.gpu_cost(k, t, 1) / pools[k])
         if not options:
             break
         k = options[0]
-        # adding at k must not make k's site the new largest above what the others can cover
-        n = min(free_gpus(k, t), math.ceil(deficit / tps_of[k] - 1e-9))
-        add_gpus(v, k, t, n)
-    caps = site_caps()
-    largest_site = max(caps, key=caps.get)
-    deficit = total_served - (sum(caps.values()) - caps[largest_site]) + 1e-6
-    if deficit <= 2e-6:
+        # adding at k may make k's site the new largest: the loop looks again
+        add_gpus(v, k, t, min(free_gpus(k, t), math.ceil(short / pools[k] - 1e-9)))
+    short = deficit()[0] + 1e-6
+    if short <= 2e-6:
         return
-    # serve less: cut flows of v in period t, largest first, by the deficit
-    for i in sorted((i for i, f in enumerate(served) if f[0] == v and f[4] == t),
-                    key=lambda i: -served[i][5]):
-        if deficit <= 0:
+    # serve less: cut the matching flows, largest first, by the deficit
+    for i in sorted(mine, key=lambda i: -served[i][5]):
+        if short <= 0:
             break
         vv, r, s, g, tt, x = served[i]
-        cut = min(x, deficit)
+        cut = min(x, short)
         served[i] = (vv, r, s, g, tt, x - cut)
         k = st.pool_of[(s, g)]
         used_tok[(v, k, t)] -= cut
-        deficit -= cut
+        short -= cut
         # the cut traffic no longer uses its links
         for c in cands.get((v, r), []):
             if c[0] == k and c[5] > 0:
@@ -557,62 +569,66 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
     return GreedyPlan(frames, unplaced, time.perf_counter() - t0)
 
 
-def plan_objective(evaluation, objective: str = "cost") -> float:
-    """The reported objective of an evaluated plan in a solve mode: what a solve of that mode
-    reports and the verifier recomputes. A lexicographic mode reports its second objective
-    (the one optimised last): total cost for cost and carbon-then-cost, emissions (t) for
-    carbon and cost-then-carbon."""
-    if objective in ("carbon", "cost-then-carbon"):
-        return float(evaluation.emissions_t)
-    return float(evaluation.total_cost_usd)
-
-
-def greedy_result(inst: Instance, index: Index | None, options):
-    """``--heuristic greedy``: the greedy plan, evaluated by the independent verifier, as a
-    Result (feasible with no bound; no_solution if a mandatory job could not be placed)."""
-    from allocator.results import Result, Status
-    from allocator.verify import evaluate
+def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Network | None = None):
+    """The greedy strategy: the greedy plan as an Outcome (feasible with no bound), within the
+    instance's budget. Over the budget, optional jobs are dropped, the least valuable first,
+    until the plan's spend fits; no_solution if a mandatory job could not be placed or the
+    spend of what is left is still above the budget."""
+    from allocator.derive import derive, spend
+    from allocator.outcome import Outcome
+    from allocator.results import Status
 
     t0 = time.perf_counter()
-    net = Network(inst)
+    net = net or Network(inst)
     if index is None:
         index = build_index(inst, net)
     plan = greedy_schedule(inst, index, net=net)
-    ev = evaluate(inst, plan, net=net)
+    decisions = dict(plan)
     mandatory = {j.id for j in inst.jobs if j.mandatory}
-    missing = [j for j in plan.unplaced if j in mandatory]
-    opts = _options_dict(options)
+    why = [f"the greedy planner could not place mandatory job {j}" for j in plan.unplaced
+           if j in mandatory]
+    dropped = 0
+    if not why and inst.budget_usd is not None:
+        decisions, dropped, over = _within_budget(inst, index, decisions, derive, spend)
+        if over is not None:
+            why.append(f"the greedy plan spends {over:,.2f} USD, above budget_usd = "
+                       f"{inst.budget_usd:,.2f}, with every optional job dropped")
     seconds = time.perf_counter() - t0
-    if missing or ev.violations:
-        why = ([f"the greedy planner could not place mandatory job {j}" for j in missing[:5]]
-               + [str(v) for v in ev.violations[:5]])
-        more = len(missing) + len(ev.violations) - len(why)
-        if more > 0:
-            why.append(f"(+{more} more)")
-        return Result(status=Status.NO_SOLUTION, solve_s=seconds, solver="greedy", options=opts,
-                      message="greedy plan is not feasible: " + "; ".join(why), explanation=why)
-    return Result(
-        status=Status.FEASIBLE,
-        objective=plan_objective(ev, getattr(options, "objective", "cost")),
-        bound=None,
-        gap=None,
-        costs=dict(ev.costs),
-        emissions_t=ev.emissions_t,
-        solve_s=seconds,
-        solver="greedy",
-        options=opts,
-        message=f"greedy plan: {len(plan['training'])} jobs placed, "
-                f"{len(ev.dropped_jobs)} optional jobs dropped; no bound",
-        frames=dict(ev.frames),
-    )
+    if why:
+        shown = why[:5] + ([f"(+{len(why) - 5} more)"] if len(why) > 5 else [])
+        return Outcome(status=Status.NO_SOLUTION, solver="greedy", solve_s=seconds,
+                       message="greedy plan is not feasible: " + "; ".join(shown), explanation=shown)
+    placed = len(decisions["training"])
+    note = f"; {dropped} optional jobs dropped to keep within the budget" if dropped else ""
+    return Outcome(status=Status.FEASIBLE, decisions=decisions, solver="greedy", solve_s=seconds,
+                   message=f"greedy plan: {placed} jobs placed{note}; no bound")
 
 
-def _options_dict(options) -> dict:
-    import dataclasses
+def _within_budget(inst: Instance, index: Index, decisions: dict, derive, spend):
+    """(decisions, optional jobs dropped, spend still over the budget or None)."""
+    over = spend(derive(inst, index, decisions).costs)
+    if over <= inst.budget_usd + 1e-6:
+        return decisions, 0, None
+    optional = sorted((index.value_usd.get(j, 0.0), j) for j in decisions["training"]["job"]
+                      if not index.mandatory.get(j, True))
+    tr = decisions["training"]
+    dropped = 0
+    for _value, j in optional:
+        tr = tr[tr["job"] != j].reset_index(drop=True)
+        dropped += 1
+        over = spend(derive(inst, index, {**decisions, "training": tr}).costs)
+        if over <= inst.budget_usd + 1e-6:
+            return {**decisions, "training": tr}, dropped, None
+    return decisions, dropped, over
 
-    if options is None:
-        return {}
-    d = dataclasses.asdict(options)
-    if "disabled_families" in d:
-        d["disabled_families"] = list(d["disabled_families"])
-    return d
+
+def greedy_result(inst: Instance, index: Index | None, options):
+    """``--heuristic greedy`` as a Result: greedy_outcome through the one Result builder."""
+    from allocator.options import SolveOptions
+    from allocator.pipeline import build_result
+
+    options = options or SolveOptions()
+    net = Network(inst)
+    if index is None:
+        index = build_index(inst, net)
+    return build_result(inst, index, options, greedy_outcome(inst, index, options, net=net))

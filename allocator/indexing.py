@@ -15,19 +15,30 @@ This module does not import Pyomo.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
+from allocator.eligibility import (
+    allowed_text,
+    gang_fits,
+    job_window,
+    power_fits,
+    site_allowed,
+    window_min,
+    within_slo,
+)
 from allocator.network import Network, Route
+from allocator.quantities import (  # EPS, GB_PER_TB, duration_periods: also read from here
+    GB_PER_TB,
+    duration_periods,
+    gbps_of_tokens,
+    mw_per_gpu,
+    staging_gbps,
+)
 from allocator.schema import Instance, series_list
-
-EPS = 1e-9
-GB_PER_TB = 1000.0
-GBIT_PER_TB = 8000.0
 
 PLACEMENT_COLUMNS = [
     "j", "o", "s", "g", "t", "d", "end", "gpus", "need_mw", "site_extra_usd", "tardiness_h",
@@ -37,11 +48,6 @@ FLOW_COLUMNS = [
     "v", "r", "s", "g", "tokens_per_s_per_gpu", "latency_ms", "egress_usd_per_gb",
     "gbps_per_token_per_s", "links",
 ]
-
-
-def duration_periods(hours: float, period_hours: float) -> int:
-    """Periods an option of ``hours`` occupies: ceil(hours / H), tolerant to rounding."""
-    return max(1, math.ceil(hours / period_hours - EPS))
 
 
 @dataclass
@@ -106,13 +112,6 @@ def link_labels(inst: Instance) -> list[str]:
     ]
 
 
-def _window_min(values: np.ndarray, d: int) -> np.ndarray:
-    """min(values[t:t+d]) for t = 0 .. len-d."""
-    if d <= 1:
-        return values.copy()
-    return np.lib.stride_tricks.sliding_window_view(values, d).min(axis=1)
-
-
 def _pools_frame(inst: Instance) -> pd.DataFrame:
     kw = {g.id: g.power_kw for g in inst.gpu_types}
     rows = []
@@ -122,7 +121,7 @@ def _pools_frame(inst: Instance) -> pd.DataFrame:
                 continue  # reported by validation
             rows.append((s.id, p.gpu_type, p.available, p.reserved, p.reserved_price_usd_per_gpu_h,
                          p.ondemand_price_usd_per_gpu_h, kw[p.gpu_type], s.pue,
-                         kw[p.gpu_type] * s.pue / 1000.0, s.zone))
+                         mw_per_gpu(kw[p.gpu_type], s.pue), s.zone))
     cols = ["s", "g", "available", "reserved", "reserved_price_usd_per_gpu_h",
             "ondemand_price_usd_per_gpu_h", "power_kw", "pue", "mw_per_gpu", "zone"]
     df = _frame(rows, cols, ("s", "g", "zone"))
@@ -195,7 +194,7 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
         if not job.options:
             unplaced[job.id] = "it has no execution option (its profile gives none for the GPU types here)"
             continue
-        hard_end = min(job.deadline_period or T, T) if job.deadline == "hard" else T
+        _, hard_end = job_window(job, T)
         for o, opt in enumerate(job.options):
             opt_rows.append((job.id, o, opt.gpu_type, opt.gpus, duration_periods(opt.hours, H),
                              job.release_period, hard_end))
@@ -215,20 +214,20 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
                + ", ".join(sorted(set(b["g"]))))
     # 2. residency
     if len(cand):
-        allowed = np.array([_site_allowed(jobs[j], s, z) for j, s, z in
+        allowed = np.array([site_allowed(jobs[j], s, z) for j, s, z in
                             zip(cand["j"], cand["s"], cand["zone"], strict=True)], dtype=bool)
         before, cand = cand, cand[allowed]
         drop_stage(before, cand, lambda j, b: "no site offering its GPU types is in its allowed "
-                   + _allowed_text(jobs[j]))
+                   + allowed_text(jobs[j]))
     # 3. the gang fits the pool
-    before, cand = cand, cand[cand["available"] >= cand["gpus"]]
+    before, cand = cand, cand[gang_fits(cand["gpus"], cand["available"])]
     drop_stage(before, cand, lambda j, b: "it needs " + " or ".join(
         f"{int(r.gpus)} {r.g}" for r in b.drop_duplicates(["o"]).itertuples())
         + f" but the largest allowed pool offers {int(b['available'].max())}")
     # 4. the gang's power alone fits the site's ceiling at its highest
     cand = cand.assign(need_mw=cand["gpus"] * cand["mw_per_gpu"])
     cap_max = site_periods.groupby("s")["power_cap_mw"].max()
-    before, cand = cand, cand[cand["need_mw"] <= cand["s"].map(cap_max).astype(float) + EPS]
+    before, cand = cand, cand[power_fits(cand["need_mw"], cand["s"].map(cap_max).astype(float))]
     drop_stage(before, cand, lambda j, b: f"its smallest gang needs {b['need_mw'].min():.1f} MW "
                f"but no allowed site has more than {float(b['s'].map(cap_max).max()):.1f} MW")
     # 5. dataset route (one route per (data source, site), not per candidate row)
@@ -310,21 +309,6 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
     return normal, late, unplaced
 
 
-def _site_allowed(job, s: str, zone: str) -> bool:
-    if job.allowed_sites is not None and s not in job.allowed_sites:
-        return False
-    return not (job.allowed_zones is not None and zone not in job.allowed_zones)
-
-
-def _allowed_text(job) -> str:
-    parts = []
-    if job.allowed_sites is not None:
-        parts.append("sites " + ", ".join(job.allowed_sites))
-    if job.allowed_zones is not None:
-        parts.append("zones " + ", ".join(job.allowed_zones))
-    return " / ".join(parts) or "sites"
-
-
 def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start periods t in lo..hi (inclusive) of each candidate row: (row positions, t)."""
     n = np.maximum(hi - lo + 1, 0).astype(np.int64)
@@ -355,14 +339,14 @@ def _power_window(cand: pd.DataFrame, site_periods: pd.DataFrame,
         key = (s_list[i], d_list[i])
         o = at.get(key)
         if o is None:
-            w = _window_min(caps[key[0]], key[1])
+            w = window_min(caps[key[0]], key[1])
             o = at[key] = size
             windows.append(w)
             size += len(w)
         offset[i] = o
     wmin = np.concatenate(windows)
     need = cand["need_mw"].to_numpy(dtype=float)
-    return [need[rows] <= wmin[offset[rows] + t] + EPS for rows, t in starts]
+    return [power_fits(need[rows], wmin[offset[rows] + t]) for rows, t in starts]
 
 
 def _per_job(jid: dict[str, int], values: dict[str, object], dtype) -> np.ndarray:
@@ -446,7 +430,7 @@ def _candidate_columns(cand: pd.DataFrame, cj: np.ndarray, jid: dict[str, int], 
             [float(jobs[j].site_cost_usd.get(s, 0.0))
              for j, s in zip(cand["j"].tolist(), cand["s"].tolist(), strict=True)], dtype=float),
         "egress_usd": cand["egress_usd"].to_numpy(dtype=float),
-        "staging_gbps": tbs[cj] * GBIT_PER_TB / (d.astype(float) * H * 3600.0),
+        "staging_gbps": staging_gbps(tbs[cj], d.astype(float), H),
         "links": cand["links"].to_numpy(dtype=object),
         "soft_deadline": soft[cj],
         "tardiness_usd_per_h": rate[cj],
@@ -499,18 +483,16 @@ def _flows(inst: Instance, net: Network, pools: pd.DataFrame, labels: list[str])
             if region is None:
                 continue  # reported by validation
             for s_id, site in sites.items():
-                if v.allowed_sites is not None and s_id not in v.allowed_sites:
-                    continue
-                if v.allowed_zones is not None and site.zone not in v.allowed_zones:
+                if not site_allowed(v, s_id, site.zone):
                     continue
                 route = net.route(site.node_id, region.node_id)
-                if route is None or route.latency_ms > v.latency_slo_ms + EPS:
+                if route is None or not within_slo(route.latency_ms, v.latency_slo_ms):
                     continue
                 for g, tps in v.tokens_per_s_per_gpu.items():
                     if g not in pool_types.get(s_id, ()):
                         continue
                     rows.append((v.id, r_id, s_id, g, float(tps), route.latency_ms,
-                                 route.egress_usd_per_gb, v.bytes_per_token * 8.0 / 1e9,
+                                 route.egress_usd_per_gb, gbps_of_tokens(1.0, v.bytes_per_token),
                                  tuple(route.links)))
     if not rows:
         return _empty(FLOW_COLUMNS)

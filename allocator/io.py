@@ -12,20 +12,30 @@ files it references by a path relative to the instance file:
 The same tables can be handed over as pandas DataFrames (``instance_from_frames``), so a
 pipeline builds an instance without touching disk; both routes share one conversion.
 AI model profiles named by jobs and services are looked up in ``profiles_dir`` (relative
-to the instance file), else in the nearest ``models/`` folder above it.
+to the instance file), else in the nearest ``models/`` folder above it, else among the
+profiles shipped in the package (allocator.profiles).
 
-YAML is read with ``yaml.safe_load`` only: no tag can construct an object. Nothing read is
-evaluated or unpickled. Every problem is reported as an ``InputError`` naming the file,
+YAML is read with ``yaml.safe_load`` semantics only: no tag can construct an object. Nothing
+read is evaluated or unpickled. Hostile files are refused before they cost time or memory:
+files above ``MAX_FILE_BYTES`` (checked by size before reading), YAML nested deeper than
+``MAX_YAML_DEPTH`` and aliases that would expand to more than ``MAX_ALIAS_NODES`` nodes.
+Referenced tables and ``profiles_dir`` must resolve (symlinks followed) inside the instance's
+folder unless the caller allows outside paths (``allow_outside_paths=True``, the
+``outside_paths_allowed()`` context, or ``--allow-outside-paths`` on the command line).
+Messages quote at most a short excerpt of what a file holds. Every problem is reported as an ``InputError`` naming the file,
 the entity, the field and the value; this module never builds model constraints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import csv
 import difflib
 import io
 import math
+import re
 import weakref
 from pathlib import Path
 from typing import Any
@@ -34,6 +44,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from allocator import profiles as profile_files
 from allocator.errors import InputError, Problem
 from allocator.schema import ExecutionOption, Horizon, Instance, ModelProfile
 
@@ -41,14 +52,33 @@ TABLE_KEYS = ("jobs_csv", "links_csv", "demand_csv", "site_series_csv")
 SERIES_FIELDS = ("power_cap_mw", "energy_price_usd_per_mwh", "carbon_g_per_kwh")
 LIST_COLUMNS = ("allowed_sites", "allowed_zones", "predecessors")  # ';'-separated in CSV
 JOB_OPTION_COLUMNS = ("gpu_type", "gpus", "hours")
-MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_FILE_BYTES = 256 * 1024 * 1024  # any YAML or CSV file read; checked by size before reading
+MAX_YAML_DEPTH = 64  # nesting of mappings and lists; an instance needs about 8
+MAX_ALIAS_NODES = 100_000  # nodes that YAML aliases (*name) may add when expanded
+
+_OUTSIDE_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_outside_paths", default=False)
+
+
+@contextlib.contextmanager
+def outside_paths_allowed(allow: bool = True):
+    """Within this block, instances load tables and profiles from outside their folder (the
+    command line's ``--allow-outside-paths``; for any loader that does not take the argument)."""
+    token = _OUTSIDE_OK.set(bool(allow))
+    try:
+        yield
+    finally:
+        _OUTSIDE_OK.reset(token)
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def load_instance(path: str | Path, *, profiles_dir: str | Path | None = None) -> Instance:
-    """Read an instance from a YAML file (and the CSV files it references)."""
+def load_instance(path: str | Path, *, profiles_dir: str | Path | None = None,
+                  allow_outside_paths: bool | None = None) -> Instance:
+    """Read an instance from a YAML file (and the CSV files it references).
+
+    The files it references must lie in the instance's folder or below it, unless
+    ``allow_outside_paths`` is true (default: as set by ``outside_paths_allowed``)."""
     path = Path(path)
     if path.is_dir():
         candidates = sorted(path.glob("instance.y*ml")) or sorted(path.glob("*.y*ml"))
@@ -74,7 +104,8 @@ def load_instance(path: str | Path, *, profiles_dir: str | Path | None = None) -
             ],
             source=str(path),
         )
-    return instance_from_dict(raw, base_dir=path.parent, source=str(path), profiles_dir=profiles_dir)
+    return instance_from_dict(raw, base_dir=path.parent, source=str(path), profiles_dir=profiles_dir,
+                              allow_outside_paths=allow_outside_paths)
 
 
 def instance_from_dict(
@@ -84,6 +115,7 @@ def instance_from_dict(
     source: str = "<dict>",
     profiles_dir: str | Path | None = None,
     frames: dict[str, pd.DataFrame] | None = None,
+    allow_outside_paths: bool | None = None,
 ) -> Instance:
     """Build an instance from a mapping like the YAML file's, merging referenced tables.
 
@@ -100,6 +132,7 @@ def instance_from_dict(
     origin: dict[tuple, str] = {}
     base = Path(base_dir) if base_dir is not None else None
     tables = dict(frames or {})
+    outside_ok = _OUTSIDE_OK.get() if allow_outside_paths is None else allow_outside_paths
     for key in TABLE_KEYS:
         ref = data.pop(key, None)
         if ref is None:
@@ -113,13 +146,18 @@ def instance_from_dict(
             problems.append(Problem("file", key, f"{key}: {ref!r} given but the instance has no folder",
                                     "pass the table as a DataFrame instead", rule="csv-no-folder"))
             continue
+        if not outside_ok and not _inside(base, ref, key, problems):
+            continue
         df = _read_csv(base / ref, problems)
         if df is not None:
             df.attrs["file"] = ref
             tables[key] = df
     pdir = data.pop("profiles_dir", None)
     if profiles_dir is None and isinstance(pdir, str) and base is not None:
-        profiles_dir = base / pdir
+        if outside_ok or _inside(base, pdir, "profiles_dir", problems):
+            profiles_dir = base / pdir
+        else:
+            profiles_dir = _REFUSED
     table_problems = len(problems)
     for key, df in tables.items():
         if key not in TABLE_KEYS:
@@ -140,6 +178,25 @@ def instance_from_dict(
         raise _input_error(problems, source, (inst, {}), origin)
     _remember_origin(inst, origin)
     return inst
+
+
+_REFUSED = object()  # a profiles_dir refused as outside the instance's folder: look nowhere
+
+
+def _inside(base: Path, ref: str, key: str, problems: list[Problem]) -> bool:
+    """Whether ``base / ref`` resolves (symlinks followed) inside ``base``; if not, say so."""
+    try:
+        root = base.resolve()
+        target = (base / ref).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        target, root = None, base
+    if target is not None and target.is_relative_to(root):
+        return True
+    problems.append(Problem("instance", "-", f"{key}: {excerpt(ref, 80)} resolves outside the instance's folder",
+                            "move the file into the instance's folder (or below it), or allow outside paths "
+                            "explicitly: --allow-outside-paths (API: allow_outside_paths=True)",
+                            rule="path-outside"))
+    return False
 
 
 def _input_error(problems: list[Problem], source: str, partial, origin) -> InputError:
@@ -264,7 +321,11 @@ def read_yaml(path: Path) -> Any:
         raise InputError([Problem("file", name, f"file is {path.stat().st_size} bytes",
                                   f"keep YAML below {MAX_FILE_BYTES // 2**20} MiB; put long tables in CSV files",
                                   rule="file-too-large")], source=name)
-    blob = path.read_bytes()
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise InputError([Problem("file", name, f"cannot be read ({exc.strerror or type(exc).__name__})",
+                                  "check the file's permissions", rule="file-unreadable")], source=name) from None
     if b"\x00" in blob[:8192]:
         raise InputError([Problem("file", name, "is a binary file, not YAML text",
                                   "pass the instance .yaml file", rule="binary-file")], source=name)
@@ -276,13 +337,16 @@ def read_yaml(path: Path) -> Any:
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         raise InputError([Problem("file", name, "file is empty", "write the instance fields into it",
                                   rule="empty-file")], source=name)
+    shape = _yaml_shape_problem(text, path.name)
+    if shape is not None:
+        raise InputError([shape], source=name)
     loader = _StrictLoader(text)
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        what = excerpt(getattr(exc, "problem", None) or str(exc).splitlines()[0], 160, quote=False)
         if isinstance(exc, yaml.constructor.ConstructorError):
             msg, fix, rule = (f"YAML tag not allowed: {what}",
                               "write plain values: tags that build objects are never loaded", "yaml-tag")
@@ -293,13 +357,84 @@ def read_yaml(path: Path) -> Any:
         loader.dispose()
     if loader.duplicates:
         raise InputError([Problem("file", f"{path.name} line {line}",
-                                  f"key {key!r} is given twice in one mapping (first at line {first})",
+                                  f"key {excerpt(key)} is given twice in one mapping (first at line {first})",
                                   "keep one: YAML would silently use the last", rule="yaml-duplicate-key")
                           for key, line, first in loader.duplicates], source=name)
     return data
 
 
-class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_shape_problem(text: str, name: str) -> Problem | None:
+    """Depth and alias expansion of a YAML text, from its event stream (read iteratively, so
+    depth costs no recursion) before anything is composed; a problem if either is too large.
+
+    Each anchored node's expanded size is known when it ends, so an alias adds that size at
+    once: a 'billion laughs' file is refused after a few hundred events, not after 3 GB."""
+    depth = 0
+    stack: list[list] = []  # [anchor, nodes so far] per open collection
+    sizes: dict[str, int] = {}
+    added = 0
+    try:
+        for ev in yaml.parse(text, Loader=_SafeLoader):
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = ev.start_mark.line + 1 if ev.start_mark else "?"
+                    return Problem("file", f"{name} line {line}",
+                                   f"YAML nested more than {MAX_YAML_DEPTH} levels deep",
+                                   "an instance needs about 8 levels: flatten the structure",
+                                   rule="yaml-too-deep")
+                stack.append([ev.anchor, 1])
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+                anchor, n = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = n
+                if stack:
+                    stack[-1][1] += n
+            elif isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent)):
+                n = sizes.get(ev.anchor, 1) if isinstance(ev, yaml.AliasEvent) else 1
+                if isinstance(ev, yaml.AliasEvent):
+                    added += n
+                    if added > MAX_ALIAS_NODES:
+                        line = ev.start_mark.line + 1 if ev.start_mark else "?"
+                        return Problem("file", f"{name} line {line}",
+                                       f"YAML aliases (*{excerpt(ev.anchor, 20)}) expand to more than "
+                                       f"{MAX_ALIAS_NODES:,} values", "write the values out, or use fewer aliases",
+                                       rule="yaml-alias-bomb")
+                elif ev.anchor is not None:
+                    sizes[ev.anchor] = 1
+                if stack:
+                    stack[-1][1] += n
+    except yaml.YAMLError:
+        return None  # the loader reports the syntax error with its line and column
+    return None
+
+
+def excerpt(value, limit: int = 24, *, quote: bool = True) -> str:
+    """A short, printable quote of untrusted text for a message: control characters replaced,
+    at most ``limit`` characters, a longer text cut to its first third and its length (a
+    secret is never shown whole)."""
+    text = value if isinstance(value, str) else str(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    more = ""
+    if len(text) > limit:
+        text, more = text[: max(limit // 3, 4)], f"... ({len(text)} characters)"
+    return (repr(text) if quote else text) + more
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .()/-]{0,39}")
+
+
+def _column(name: str, i: int) -> str:
+    """A CSV column name for a message: shown when it looks like a column name, else only its
+    position and length (a file that is not a table never has its first line echoed)."""
+    return repr(name) if _NAME.fullmatch(name) else f"<column {i + 1}: {len(name)} characters>"
+
+
+class _StrictLoader(_SafeLoader):
     """The safe loader (libyaml's where installed) that records keys given twice in a mapping."""
 
     def __init__(self, stream):
@@ -330,7 +465,17 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         problems.append(Problem("file", name, f"referenced table {path} not found",
                                 "check the path, relative to the instance file", rule="file-missing"))
         return None
-    blob = path.read_bytes()
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        problems.append(Problem("file", name, f"file is {size} bytes",
+                                f"keep each CSV table below {MAX_FILE_BYTES // 2**20} MiB", rule="file-too-large"))
+        return None
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem("file", name, f"cannot be read ({exc.strerror or type(exc).__name__})",
+                                "check the file's permissions", rule="file-unreadable"))
+        return None
     if b"\x00" in blob[:8192]:
         problems.append(Problem("file", name, "is a binary file, not CSV text",
                                 "reference a comma-separated text file", rule="binary-file"))
@@ -342,20 +487,23 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         df = pd.read_csv(io.BytesIO(blob), dtype=str, keep_default_na=False, skipinitialspace=True,
                          encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        problems.append(Problem("file", name, f"CSV does not parse: {str(exc).splitlines()[0]}",
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problems.append(Problem("file", name, f"CSV does not parse: {excerpt(first, 120, quote=False)}",
                                 "check quoting, the encoding (UTF-8) and that every row has the header's columns",
                                 rule="csv-parse"))
         return None
     df.columns = [str(c).strip() for c in df.columns]
     if len(df.columns) == 1 and any(sep in df.columns[0] for sep in (";", "\t", "|")):
-        problems.append(Problem("file", name, f"only one column {df.columns[0]!r}: wrong delimiter",
+        problems.append(Problem("file", name, f"only one column {_column(df.columns[0], 0)}: wrong delimiter",
                                 "separate columns with commas", rule="csv-delimiter"))
         return None
     header = [c.strip() for c in next(csv.reader([blob.decode("utf-8-sig", "replace").splitlines()[0]]), [])]
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup or "" in header:
-        what = f"column {', '.join(map(repr, dup))} appears twice" if dup else "a column has no name"
-        problems.append(Problem("file", name, f"header: {what} ({', '.join(header)})",
+        what = (f"column {', '.join(_column(c, header.index(c)) for c in dup)} appears twice" if dup
+                else "a column has no name")
+        shown = ", ".join(_column(c, i) for i, c in enumerate(header[:12])) + (", ..." if len(header) > 12 else "")
+        problems.append(Problem("file", name, f"header: {what} ({shown})",
                                 "give every column one distinct name", rule="csv-header"))
         return None
     df.attrs["file"] = name
@@ -375,7 +523,8 @@ def _require(df: _Table, cols: tuple[str, ...], key: str, problems: list[Problem
     if missing:
         problems.append(Problem("file", df.attrs.get("file") or df.attrs.get("frame") or key,
                                 f"missing column(s) {', '.join(missing)}",
-                                f"columns present: {', '.join(map(str, df.columns)) or 'none'}; add the missing ones "
+                                f"columns present: {', '.join(_column(str(c), i) for i, c in enumerate(df.columns[:12])) or 'none'}"
+                                "; add the missing ones "
                                 "to the header", rule="csv-missing-column"))
         return False
     return True
@@ -417,7 +566,7 @@ def _cell(df: _Table, i: int, col: str, kind: str, problems: list[Problem], *, r
         hint = f"write {expect}" + (f" in {unit}" if unit and kind in ("float", "int") else "")
         if kind == "float" and text.lower() in ("nan", "inf", "-inf", "infinity"):
             hint = "write a finite number, or leave the cell empty where the column is optional"
-        problems.append(Problem("file", where, f"column {col}: {text!r} is not {expect}", hint,
+        problems.append(Problem("file", where, f"column {col}: {excerpt(text)} is not {expect}", hint,
                                 rule="csv-bad-cell"))
         return None
 
@@ -472,133 +621,175 @@ def _by_id(items: list) -> dict[str, dict]:
 
 def _merge_table(data: dict, key: str, df: pd.DataFrame, problems: list[Problem],
                  origin: dict[tuple, str]) -> None:
-    df = _frame_from_any(df, key)
-    if key == "links_csv":
-        if not _require(df, ("a", "b", "latency_ms"), key, problems):
-            return
-        links = _items(data, "links")
-        if links is None:
-            return
-        links = list(links)
-        for i in range(len(df)):
-            rec = {"a": _cell(df, i, "a", "str", problems), "b": _cell(df, i, "b", "str", problems),
-                   "latency_ms": _cell(df, i, "latency_ms", "float", problems)}
-            for col in ("bandwidth_gbps", "egress_usd_per_gb"):
+    """Merge one table (a CSV read or a caller's DataFrame) into the instance mapping."""
+    merge = {"links_csv": _merge_links, "jobs_csv": _merge_jobs, "demand_csv": _merge_demand,
+             "site_series_csv": _merge_site_series}[key]
+    merge(data, key, _frame_from_any(df, key), problems, origin)
+
+
+def _merge_links(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """links.csv: one link per row; a pair of nodes once (in either order)."""
+    if not _require(df, ("a", "b", "latency_ms"), key, problems):
+        return
+    links = _items(data, "links")
+    if links is None:
+        return
+    links = list(links)
+    seen: dict[tuple, str] = {}
+    for i in range(len(df)):
+        rec = {"a": _cell(df, i, "a", "str", problems), "b": _cell(df, i, "b", "str", problems),
+               "latency_ms": _cell(df, i, "latency_ms", "float", problems)}
+        if _repeated(seen, tuple(sorted((str(rec["a"]), str(rec["b"])))), df, i, "a, b", problems):
+            continue
+        for col in ("bandwidth_gbps", "egress_usd_per_gb"):
+            if col in df.columns:
+                val = _cell(df, i, col, "float", problems, required=False)
+                if val is not None:
+                    rec[col] = val
+        origin[("links", len(links))] = _row_name(df, i)
+        links.append(rec)
+    _unknown_columns(df, ("a", "b", "latency_ms", "bandwidth_gbps", "egress_usd_per_gb"), problems)
+    data["links"] = links
+
+
+def _merge_jobs(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """jobs.csv: one row per (job, execution option); job fields from its first row."""
+    if not _require(df, ("id",), key, problems):
+        return
+    jobs = _items(data, "jobs")
+    if jobs is None:
+        return
+    jobs = list(jobs)
+    by_id: dict[str, dict] = {}
+    index: dict[str, int] = {}
+    seen = {}
+    spec = {"profile": "str", "tokens_t": "float", "release_period": "int", "deadline_period": "int",
+            "deadline": "str", "tardiness_usd_per_h": "float", "mandatory": "bool", "value_usd": "float",
+            "allowed_sites": "list", "allowed_zones": "list", "dataset_source": "str",
+            "dataset_tb": "float", "predecessors": "list"}
+    has_options = all(c in df.columns for c in JOB_OPTION_COLUMNS)
+    for i in range(len(df)):
+        jid = _cell(df, i, "id", "str", problems)
+        if jid is None:
+            continue
+        job = by_id.get(jid)
+        if job is None:
+            job = {"id": jid, "options": []}
+            for col, kind in spec.items():
                 if col in df.columns:
-                    val = _cell(df, i, col, "float", problems, required=False)
-                    if val is not None:
-                        rec[col] = val
-            origin[("links", len(links))] = _row_name(df, i)
-            links.append(rec)
-        _unknown_columns(df, ("a", "b", "latency_ms", "bandwidth_gbps", "egress_usd_per_gb"), problems)
-        data["links"] = links
-    elif key == "jobs_csv":
-        if not _require(df, ("id",), key, problems):
-            return
-        jobs = _items(data, "jobs")
-        if jobs is None:
-            return
-        jobs = list(jobs)
-        by_id: dict[str, dict] = {}
-        index: dict[str, int] = {}
-        spec = {"profile": "str", "tokens_t": "float", "release_period": "int", "deadline_period": "int",
-                "deadline": "str", "tardiness_usd_per_h": "float", "mandatory": "bool", "value_usd": "float",
-                "allowed_sites": "list", "allowed_zones": "list", "dataset_source": "str",
-                "dataset_tb": "float", "predecessors": "list"}
-        has_options = all(c in df.columns for c in JOB_OPTION_COLUMNS)
-        for i in range(len(df)):
-            jid = _cell(df, i, "id", "str", problems)
-            if jid is None:
+                    v = _cell(df, i, col, kind, problems, required=False)
+                    if v is not None:
+                        job[col] = v
+            index[jid] = len(jobs)
+            origin[("jobs", len(jobs))] = _row_name(df, i)
+            by_id[jid] = job
+            jobs.append(job)
+        if has_options and df.cols["gpu_type"][i].strip():
+            option = (jid, df.cols["gpu_type"][i].strip(), df.cols["gpus"][i].strip())
+            if _repeated(seen, option, df, i, "id, gpu_type, gpus", problems):
                 continue
-            job = by_id.get(jid)
-            if job is None:
-                job = {"id": jid, "options": []}
-                for col, kind in spec.items():
-                    if col in df.columns:
-                        v = _cell(df, i, col, kind, problems, required=False)
-                        if v is not None:
-                            job[col] = v
-                index[jid] = len(jobs)
-                origin[("jobs", len(jobs))] = _row_name(df, i)
-                by_id[jid] = job
-                jobs.append(job)
-            if has_options and df.cols["gpu_type"][i].strip():
-                origin[("jobs", index[jid], "options", len(job["options"]))] = _row_name(df, i)
-                job["options"].append({"gpu_type": _cell(df, i, "gpu_type", "str", problems),
-                                       "gpus": _cell(df, i, "gpus", "int", problems),
-                                       "hours": _cell(df, i, "hours", "float", problems)})
-        for job in by_id.values():
-            if not job["options"]:
-                del job["options"]
-        _unknown_columns(df, ("id", *spec, *JOB_OPTION_COLUMNS), problems)
-        data["jobs"] = jobs
-    elif key == "demand_csv":
-        if not _require(df, ("service", "region", "period", "tokens_per_s"), key, problems):
-            return
-        _unknown_columns(df, ("service", "region", "period", "tokens_per_s"), problems)
-        periods = _periods(data)
-        services = _items(data, "services")
-        if services is None or periods is None:
-            return  # the schema reports the horizon or the services
-        by_id = _by_id(services)
-        pos = {id(s): k for k, s in enumerate(services)}
-        for i in range(len(df)):
-            sid = _cell(df, i, "service", "str", problems)
-            rid = _cell(df, i, "region", "str", problems)
-            t = _cell(df, i, "period", "int", problems)
-            val = _cell(df, i, "tokens_per_s", "float", problems)
-            if None in (sid, rid, t, val):
+            origin[("jobs", index[jid], "options", len(job["options"]))] = _row_name(df, i)
+            job["options"].append({"gpu_type": _cell(df, i, "gpu_type", "str", problems),
+                                   "gpus": _cell(df, i, "gpus", "int", problems),
+                                   "hours": _cell(df, i, "hours", "float", problems)})
+    for job in by_id.values():
+        if not job["options"]:
+            del job["options"]
+    _unknown_columns(df, ("id", *spec, *JOB_OPTION_COLUMNS), problems)
+    data["jobs"] = jobs
+
+
+def _merge_demand(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """demand.csv: tokens/s per (service, region, period), each key once."""
+    if not _require(df, ("service", "region", "period", "tokens_per_s"), key, problems):
+        return
+    _unknown_columns(df, ("service", "region", "period", "tokens_per_s"), problems)
+    periods = _periods(data)
+    services = _items(data, "services")
+    if services is None or periods is None:
+        return  # the schema reports the horizon or the services
+    by_id = _by_id(services)
+    pos = {id(s): k for k, s in enumerate(services)}
+    seen = {}
+    for i in range(len(df)):
+        sid = _cell(df, i, "service", "str", problems)
+        rid = _cell(df, i, "region", "str", problems)
+        t = _cell(df, i, "period", "int", problems)
+        val = _cell(df, i, "tokens_per_s", "float", problems)
+        if None in (sid, rid, t, val):
+            continue
+        where = _row_name(df, i)
+        if sid not in by_id:
+            problems.append(Problem("file", where, f"column service: {excerpt(sid)} is not defined under services",
+                                    _fix_unknown(sid, by_id, "service"), rule="unknown-service"))
+            continue
+        if not _in_range(t, periods, where, problems):
+            continue
+        if _repeated(seen, (sid, rid, t), df, i, "service, region, period", problems):
+            continue
+        dem = by_id[sid].setdefault("demand", {})
+        if not isinstance(dem, dict):
+            continue  # the schema reports a demand that is not a mapping
+        dem[rid] = _set_at(dem.get(rid), t, val, periods)
+        origin[("services", pos[id(by_id[sid])], "demand", rid, t)] = where
+
+
+def _merge_site_series(data: dict, key: str, df: _Table, problems: list[Problem], origin: dict[tuple, str]) -> None:
+    """site_series.csv: per (site, period) values of the series fields, each key once."""
+    if not _require(df, ("site", "period"), key, problems):
+        return
+    fields = [c for c in SERIES_FIELDS if c in df.columns]
+    _unknown_columns(df, ("site", "period", *SERIES_FIELDS), problems)
+    periods = _periods(data)
+    sites = _items(data, "sites")
+    if sites is None or periods is None:
+        return  # the schema reports the horizon or the sites
+    by_id = _by_id(sites)
+    pos = {id(s): k for k, s in enumerate(sites)}
+    seen = {}
+    for i in range(len(df)):
+        sid = _cell(df, i, "site", "str", problems)
+        t = _cell(df, i, "period", "int", problems)
+        if sid is None or t is None:
+            continue
+        where = _row_name(df, i)
+        if sid not in by_id:
+            problems.append(Problem("file", where, f"column site: {excerpt(sid)} is not defined under sites",
+                                    _fix_unknown(sid, by_id, "site"), rule="unknown-site"))
+            continue
+        if not _in_range(t, periods, where, problems):
+            continue
+        if _repeated(seen, (sid, t), df, i, "site, period", problems):
+            continue
+        for f in fields:
+            val = _cell(df, i, f, "float", problems, required=False)
+            if val is None:
                 continue
-            where = _row_name(df, i)
-            if sid not in by_id:
-                problems.append(Problem("file", where, f"column service: {sid!r} is not defined under services",
-                                        _fix_unknown(sid, by_id, "service"), rule="unknown-service"))
-                continue
-            if not _in_range(t, periods, where, problems):
-                continue
-            dem = by_id[sid].setdefault("demand", {})
-            if not isinstance(dem, dict):
-                continue  # the schema reports a demand that is not a mapping
-            dem[rid] = _set_at(dem.get(rid), t, val, periods)
-            origin[("services", pos[id(by_id[sid])], "demand", rid, t)] = where
-    elif key == "site_series_csv":
-        if not _require(df, ("site", "period"), key, problems):
-            return
-        fields = [c for c in SERIES_FIELDS if c in df.columns]
-        _unknown_columns(df, ("site", "period", *SERIES_FIELDS), problems)
-        periods = _periods(data)
-        sites = _items(data, "sites")
-        if sites is None or periods is None:
-            return  # the schema reports the horizon or the sites
-        by_id = _by_id(sites)
-        pos = {id(s): k for k, s in enumerate(sites)}
-        for i in range(len(df)):
-            sid = _cell(df, i, "site", "str", problems)
-            t = _cell(df, i, "period", "int", problems)
-            if sid is None or t is None:
-                continue
-            where = _row_name(df, i)
-            if sid not in by_id:
-                problems.append(Problem("file", where, f"column site: {sid!r} is not defined under sites",
-                                        _fix_unknown(sid, by_id, "site"), rule="unknown-site"))
-                continue
-            if not _in_range(t, periods, where, problems):
-                continue
-            for f in fields:
-                val = _cell(df, i, f, "float", problems, required=False)
-                if val is None:
-                    continue
-                by_id[sid][f] = _set_at(by_id[sid].get(f), t, val, periods)
-                origin[("sites", pos[id(by_id[sid])], f, t)] = where
+            by_id[sid][f] = _set_at(by_id[sid].get(f), t, val, periods)
+            origin[("sites", pos[id(by_id[sid])], f, t)] = where
+
+
+def _repeated(seen: dict[tuple, str], key: tuple, df: _Table, i: int, columns: str,
+              problems: list[Problem]) -> bool:
+    """Whether row i repeats the key of an earlier row (then a problem names both rows): a
+    repeated row would otherwise be summed or overwrite the first without a word."""
+    where = _row_name(df, i)
+    first = seen.setdefault(key, where)
+    if first == where:
+        return False
+    shown = ", ".join(excerpt(k) if isinstance(k, str) else str(k) for k in key)
+    problems.append(Problem("file", where, f"columns {columns}: ({shown}) repeats {first}",
+                            "keep one row per key: merge or delete one of the two", rule="csv-duplicate-row"))
+    return True
 
 
 def _unknown_columns(df: _Table, known: tuple[str, ...], problems: list[Problem]) -> None:
     unknown = [c for c in df.columns if c not in known]
     if unknown:
-        hints = [f"{c!r}: did you mean {m[0]!r}?" for c in unknown
+        hints = [f"{_column(c, df.columns.index(c))}: did you mean {m[0]!r}?" for c in unknown
                  if (m := difflib.get_close_matches(c, known, n=1, cutoff=0.6))]
         problems.append(Problem("file", df.attrs.get("file") or df.attrs.get("frame") or "table",
-                                f"unknown column(s) {', '.join(map(repr, unknown))}",
+                                f"unknown column(s) {', '.join(_column(c, df.columns.index(c)) for c in unknown[:12])}",
                                 "; ".join(hints) or f"known columns: {', '.join(known)}",
                                 rule="csv-unknown-column"))
 
@@ -655,19 +846,18 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
     missing = sorted(wanted - set(_by_id(given)))
     if not missing:
         return
+    if profiles_dir is _REFUSED:
+        return  # profiles_dir points outside the instance's folder: reported, nothing is read
     pdir = Path(profiles_dir) if profiles_dir is not None else find_profiles_dir(base)
     profiles = list(given)
     for pid in missing:
-        path = None
-        if pdir is not None and "/" not in pid and "\\" not in pid and not pid.startswith("."):
-            for ext in (".yaml", ".yml"):
-                if (pdir / f"{pid}{ext}").is_file():
-                    path = pdir / f"{pid}{ext}"
-        if path is None:
+        found = profile_files.locate(pid, pdir)  # the folder's file, else the packaged one
+        if found is None:
             problems.extend(_unknown_profile(data, pid, pdir, origin or {}))
             continue
         try:
-            prof = load_profile(path)
+            with found.path() as path:
+                prof = load_profile(path)
         except InputError as exc:
             problems.extend(exc.problems)
             continue
@@ -681,15 +871,20 @@ def _attach_profiles(data: dict, base: Path | None, profiles_dir, problems: list
 
 def _unknown_profile(data: dict, pid: str, pdir: Path | None, origin: dict[tuple, str]) -> list[Problem]:
     """A problem for each job or service naming a profile that is in no profile file."""
+    shipped = [p.id for p in profile_files.known(None)]
     if pdir is None:
-        what = "was not found: no models/ folder at or above the instance"
-        fix = "give profiles_dir (a folder of profile YAML files), or the profile inline under profiles:"
+        close = difflib.get_close_matches(pid, shipped, n=1, cutoff=0.6)
+        what = ("was not found in models/ (the packaged profiles; there is no models/ folder at or "
+                "above the instance)")
+        fix = ((f"did you mean {close[0]!r}? " if close else "")
+               + "give profiles_dir (a folder of profile YAML files), or the profile inline under profiles:")
     else:
         have = sorted(f.stem for f in pdir.glob("*.y*ml"))
-        close = difflib.get_close_matches(pid, have, n=1, cutoff=0.6)
-        what = f"was not found in {pdir.name}/"
+        close = difflib.get_close_matches(pid, have + shipped, n=1, cutoff=0.6)
+        what = f"was not found in {pdir.name}/ nor among the packaged profiles"
         fix = (f"did you mean {close[0]!r}? " if close else f"add {pdir.name}/{pid}.yaml or fix the name; ")
         fix += f"profiles there: {', '.join(have[:8]) + (', ...' if len(have) > 8 else '') or 'none'}"
+    fix += f"; packaged: {', '.join(shipped)} (allocator profiles lists them)"
     out = []
     for key in ("jobs", "services"):
         for i, item in enumerate(_items(data, key) or []):
@@ -808,7 +1003,7 @@ def _pick_union_branch(errors: list[dict], data: Any) -> list[dict]:
     keep = []
     for err in out:
         tag = err["tag"]
-        if tag is None or not tag.startswith(("list[", "constrained-float", "float", "int")):
+        if tag is None or not tag.startswith(("list[", "constrained-float", "float", "int", "function-")):
             keep.append(err)
             continue
         written = _at(data, err["path"][: _prefix_len(err.get("loc", ()), tag, err["path"])])
@@ -928,6 +1123,8 @@ def _describe(err: dict, kind: str, value: Any, rest: list, path: tuple, data: A
     if kind == "invalid_key":
         return f"key {_short(value)} is not text", "write keys as text (quote numbers)"
     if kind == "value_error":
+        if "yes/no value, not a number" in msg:
+            return msg.removeprefix("Value error, "), f"write a number{in_unit} (quote it if text is meant)"
         return msg.removeprefix("Value error, "), _value_error_fix(msg)
     if kind == "finite_number":
         return msg + got, f"write a finite number{in_unit}: NaN, inf and values beyond 1.8e308 are refused"
@@ -991,6 +1188,10 @@ def _known_fields(path: tuple, data: Any) -> list[str]:
 
 
 def _short(value: Any) -> str:
+    """A value for a message: text as a short excerpt (it may be a secret), a mapping by its
+    first keys, anything else by its repr cut to 60 characters."""
+    if isinstance(value, str):
+        return excerpt(value)
     if isinstance(value, dict):
         keys = ", ".join(map(str, list(value)[:4]))
         return "{" + keys + (", ..." if len(value) > 4 else "") + "}"

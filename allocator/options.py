@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -13,19 +14,26 @@ OBJECTIVES: tuple[str, ...] = ("cost", "carbon", "carbon-then-cost", "cost-then-
 #: model; at L (~0.9M) HiGHS finds no schedule in 120 s and lns does.
 AUTO_LNS_NONZEROS = 500_000
 
+#: strategy lns without a time limit stops its search after this many seconds
+DEFAULT_LNS_LIMIT_S = 600.0
+
 
 @dataclass(frozen=True)
 class SolveOptions:
     """How to build and solve one instance.
 
-    time_limit_s   wall-clock limit for the solver (None = no limit)
+    time_limit_s   wall-clock limit of the whole solve: index, greedy plan, model build, solver,
+                   explanation (None = no limit; strategy lns then stops after
+                   DEFAULT_LNS_LIMIT_S)
     mip_gap        relative gap at which HiGHS stops (0.0001 = 0.01%)
     threads        HiGHS threads (None = HiGHS default); fixed once per process by HiGHS
     seed           HiGHS random seed: same instance + seed -> same objective
     objective      cost | carbon | carbon-then-cost | cost-then-carbon
     lex_tolerance  lexicographic modes: the first objective may degrade by this fraction
     heuristic      None (MIP) or "greedy" (the greedy planner alone, no MIP)
-    warm_start     pass the greedy plan to HiGHS as a starting incumbent
+    greedy_fallback  when a limit stops HiGHS with no schedule or (cost, carbon) a worse one
+                   than the greedy planner's, return the greedy plan with HiGHS's bound
+                   (``warm_start``, its former name, is accepted with a DeprecationWarning)
     duals          after the MIP, fix integers and report LP duals of capacity rows
     explain        on infeasibility, re-solve with penalised slack and explain
     disabled_families  constraint families switched off by name (see formulation.FAMILIES)
@@ -44,13 +52,23 @@ class SolveOptions:
     objective: Objective = "cost"
     lex_tolerance: float = 1e-6
     heuristic: Literal["greedy"] | None = None
-    warm_start: bool = True
+    greedy_fallback: bool = True
     duals: bool = False
     explain: bool = True
     disabled_families: tuple[str, ...] = field(default_factory=tuple)
     max_nonzeros: int = 60_000_000
     verbose: bool = False
     strategy: Literal["auto", "mip", "lns"] = "auto"
+
+    warm_start: bool | None = None  # deprecated name of greedy_fallback, kept one version
+
+    def __post_init__(self) -> None:
+        if self.warm_start is not None:
+            warnings.warn("SolveOptions(warm_start=...) is deprecated: it is greedy_fallback "
+                          "(the greedy plan as a fallback when a limit stops HiGHS)",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "greedy_fallback", bool(self.warm_start))
+            object.__setattr__(self, "warm_start", None)
 
     def with_(self, **changes) -> SolveOptions:
         return replace(self, **changes)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -28,8 +27,12 @@ from typing import Any
 import pandas as pd
 
 from allocator import figures
+from allocator.display import fixed, rounds_to_zero
+from allocator.display import number as _num
+from allocator.display import qty as fmt_qty
+from allocator.display import usd as format_usd
 from allocator.errors import Problem
-from allocator.figures import Plot, format_usd
+from allocator.figures import Plot
 from allocator.results import COST_TERMS, ScheduleError, read_schedule
 
 # Sweep results: what is not a swept parameter. Anything else numeric that varies is one.
@@ -294,7 +297,8 @@ def _key_figures(summary: dict[str, Any], frames, prefix: str) -> str:
     if total is None and costs:
         total = sum(float(v) for v in costs.values() if v is not None)
     gap = summary.get("gap")
-    gap_text = "n/a" if gap is None else f"{100 * float(gap):.3g} %"
+    gap_text = "n/a" if gap is None else ("0 %" if rounds_to_zero(100 * float(gap), 6)
+                                          else f"{100 * float(gap):.3g} %")
     unserved = summary.get("unserved_mtok")
     emissions = summary.get("emissions_t")
     train = frames.get("training")
@@ -343,8 +347,9 @@ def _cost_table(summary: dict[str, Any]) -> str:
     total = sum(float(v) for _, v in rows if v is not None)
     df = pd.DataFrame({"term": [r[0] for r in rows] + ["total"],
                        "usd": [_num(r[1]) for r in rows] + [total]})
-    df["share"] = [f"{100 * v / total:.1f} %" if total else "" for v in df["usd"]]
-    df["usd"] = [f"${v:,.2f}" if v is not None else "n/a" for v in df["usd"]]
+    df["share"] = [(("0 %" if rounds_to_zero(100 * v / total, 1) else f"{100 * v / total:.1f} %")
+                    if total and v is not None else "") for v in df["usd"]]
+    df["usd"] = [f"${fixed(v)}" if v is not None else "n/a" for v in df["usd"]]
     return _table(df)
 
 
@@ -515,21 +520,9 @@ def _fmt_objective(summary, key: str = "objective") -> str:
     if v is None:
         return "n/a"
     mode = ((summary.get("options") or {}).get("objective") or "cost")
-    return format_usd(v) if str(mode).startswith("cost") else f"{v:,.6g}"
-
-
-def fmt_qty(v) -> str:
-    """A quantity for the key figures: 16,220 above a thousand, else 4 significant digits."""
-    f = float(v)
-    return f"{f:,.0f}" if abs(f) >= 1000 else f"{f:,.4g}"
-
-
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    if str(mode).startswith("cost"):
+        return format_usd(v)
+    return "0" if rounds_to_zero(v, 6) else f"{v:,.6g}"
 
 
 def _isna(v) -> bool:
@@ -545,7 +538,7 @@ def _fmt_cell(v) -> str:
     if isinstance(v, float):
         if v.is_integer() and abs(v) < 1e15:
             return f"{int(v):,}"
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        return fmt_qty(v)
     if isinstance(v, numbers.Integral):
         return f"{int(v):,}"
     return str(v)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -359,62 +360,177 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
                   force: bool = False) -> Path:
     """Write every table of docs/schedule-format.md plus summary.json into ``out_dir``.
 
-    The files go into a hidden sibling folder first, which is renamed to ``out_dir`` once
-    complete, so an interrupted export leaves either the previous folder or nothing, never a
-    half-written schedule. An ``out_dir`` that already holds a schedule is replaced only with
-    ``force``; a non-empty folder that holds something else is never replaced. Returns the
-    folder written."""
-    if fmt not in FORMATS:
-        raise ScheduleError([Problem("option", "--format", f"unknown format {fmt!r}",
-                                     f"use one of {', '.join(FORMATS)}", rule="format")],
-                            what="with the export options")
+    The files go into a hidden sibling folder first. A new or empty ``out_dir`` is then
+    replaced by that folder in one rename; in a folder that already holds a schedule (only
+    with ``force``) the files allocator wrote there (summary.json and the tables its
+    ``files`` lists) are moved aside, summary.json first, the new files moved in, summary.json
+    last, and the old ones removed: a user's own files in the folder are never touched, and
+    an interrupted export never leaves a folder that looks complete (the next export restores
+    the previous schedule). A file of the user's that the export would overwrite, a non-empty
+    folder that holds no schedule, and a result without a schedule over a folder with one
+    are refused (ScheduleError). Returns the folder written."""
+    _check_format(fmt)
     out = Path(out_dir)
-    _check_target(out, force)
+    ext = FORMATS[fmt]
+    frames = dict(result.frames or {})
+    names = _table_names(frames)
+    new_files = [f"{n}{ext}" for n in names] + [SUMMARY_FILE]
+    old_files = _check_target(out, force, new_files=new_files, result=result)
     parent = out.parent if str(out.parent) else Path(".")
+    _check_writable(out, folder=True)
     parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(parent, out.name)
     tmp = parent / f".{out.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        files, layout = _write_tables(result, tmp, fmt)
+        files, layout = _write_tables(result, tmp, fmt, names)
         summary = summary_dict(result, fmt=fmt, files=files)
         summary["tables"] = layout
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
         _write_text(tmp / SUMMARY_FILE, text)
         _fsync_dir(tmp)
-        _swap_into_place(tmp, out, force)
+        if old_files is None:
+            _swap_into_place(tmp, out, force)
+        else:
+            _replace_in_place(tmp, out, old_files, new_files)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
-def check_export_target(out_dir: str | Path, force: bool = False) -> None:
+class ScheduleKept(ScheduleError):
+    """A result without a schedule was not written over a folder holding one."""
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ScheduleError([Problem("option", "--format", f"unknown format {fmt!r}",
+                                     f"use one of {', '.join(FORMATS)}", rule="format")],
+                            what="with the export options")
+
+
+def check_export_target(out_dir: str | Path, force: bool = False, fmt: str = "csv") -> None:
     """Raise the error ``export_result`` would raise for ``out_dir`` (a schedule there and no
-    force, a non-empty folder of other files, a file): lets a command refuse before a long
-    solve rather than after it."""
-    _check_target(Path(out_dir), force)
+    force, a non-empty folder of other files, a file, a user's file where a table would go,
+    a folder that cannot be written): lets a command refuse before a long solve rather than
+    after it."""
+    _check_format(fmt)
+    out = Path(out_dir)
+    possible = [f"{t}{FORMATS[fmt]}" for t in TABLES] + [SUMMARY_FILE]
+    _check_target(out, force, new_files=possible)
+    _check_writable(out, folder=True)
 
 
-def _check_target(out: Path, force: bool) -> None:
+def check_writable(path: str | Path, *, folder: bool, option: str = "--out") -> None:
+    """Raise ScheduleError (exit 2) unless ``path`` can be written: a folder (``folder``) or
+    a file, existing or to be created with its missing parents. Checked before any work, so
+    a long solve never ends in a file that cannot be written."""
+    _check_writable(Path(path), folder=folder, option=option)
+
+
+def _check_writable(path: Path, *, folder: bool, option: str = "--out") -> None:
+    def bad(msg: str) -> ScheduleError:
+        return ScheduleError([Problem("file", str(path), msg, f"choose another {option}",
+                                      rule="out-not-writable")], what=f"with {option}")
+
+    if path.exists():
+        if folder and not path.is_dir():
+            raise bad("exists and is not a folder")
+        if not folder and path.is_dir():
+            raise bad("is a folder, not a file")
+    probe = [path.parent if str(path.parent) else Path(".")]
+    if folder and path.is_dir():
+        probe.append(path)  # a schedule is replaced inside the folder too
+    for where in probe:
+        anc = where
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise bad(f"cannot be created: {anc} is a file, not a folder")
+        try:  # a real attempt: permissions, a read-only mount, a full quota all show here
+            os.rmdir(tempfile.mkdtemp(prefix=".allocator-probe-", dir=anc))
+        except OSError as exc:
+            raise bad(f"cannot be written: {anc}: {exc.strerror or exc}") from None
+
+
+def owned_files(out: str | Path) -> set[str]:
+    """The names in a schedule folder that allocator wrote: summary.json and the tables its
+    ``files`` manifest lists (each named <table>.<format>); for a folder without a readable
+    manifest (an older version, written by hand), the schedule table names of any format."""
+    out = Path(out)
+    owned = {SUMMARY_FILE}
+    files = None
+    try:
+        data = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))
+        files = data.get("files") if isinstance(data, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        pass
+    if isinstance(files, dict):
+        exts = tuple(FORMATS.values())
+        owned |= {str(f) for t, f in files.items()
+                  if isinstance(f, str) and Path(f).name == f
+                  and any(f == f"{t}{e}" for e in exts)}
+    else:
+        owned |= {f"{t}{e}" for t in TABLES for e in FORMATS.values()}
+    return owned
+
+
+def _check_target(out: Path, force: bool, *, new_files: list[str],
+                  result: Result | None = None) -> list[str] | None:
+    """Check ``out`` can take a schedule; return the names of the files allocator wrote there
+    that are to be replaced (None: the folder is new or empty)."""
     if out.exists() and not out.is_dir():
         raise ScheduleError([Problem("file", str(out), "exists and is not a folder",
                                   "choose another --out folder", rule="out-not-folder")], what="with the output folder")
+    if out.is_dir():
+        _recover_interrupted(out)
     if not out.is_dir() or not any(out.iterdir()):
-        return
-    if is_schedule_dir(out):
-        if not force:
-            raise ScheduleError([Problem("file", str(out), "already holds a schedule",
-                                      "use --force to replace it (or force=True), or choose another folder",
-                                      rule="out-exists")],
-                                what="with the output folder")
-        return
-    shown = sorted(c.name for c in out.iterdir())[:5]
-    raise ScheduleError([Problem("file", str(out),
-                              f"is not empty and holds no schedule ({', '.join(shown)})",
-                              "choose a new or empty folder; allocator replaces only schedule folders",
-                              rule="out-not-schedule")],
-                        what="with the output folder")
+        return None
+    if not is_schedule_dir(out):
+        shown = sorted(c.name for c in out.iterdir())[:5]
+        raise ScheduleError([Problem("file", str(out),
+                                  f"is not empty and holds no schedule ({', '.join(shown)})",
+                                  "choose a new or empty folder; allocator replaces only schedule folders",
+                                  rule="out-not-schedule")],
+                            what="with the output folder")
+    if not force:
+        raise ScheduleError([Problem("file", str(out), "already holds a schedule",
+                                  "use --force to replace it (or force=True), or choose another folder",
+                                  rule="out-exists")],
+                            what="with the output folder")
+    owned = owned_files(out)
+    present = {c.name for c in out.iterdir()}
+    in_way = sorted((present - owned) & set(new_files))
+    if in_way:
+        raise ScheduleError([Problem("file", str(out / in_way[0]),
+                                  "is in the way: the export would write a file of this name, "
+                                  "and this one was not written by allocator (summary.json does "
+                                  "not list it)",
+                                  "move or rename it, or choose another --out folder",
+                                  rule="out-file-in-way")],
+                            what="with the output folder")
+    if result is not None and not result.status.has_schedule and _holds_schedule(out):
+        status = result.status.value if isinstance(result.status, Status) else str(result.status)
+        raise ScheduleKept([Problem("file", str(out),
+                                 f"holds a schedule and this result has none (status {status}); "
+                                 "the schedule is kept and nothing is written",
+                                 "write the result to another folder to keep its summary",
+                                 rule="out-keeps-schedule")],
+                           what="with the output folder")
+    return sorted(present & owned)
+
+
+def _holds_schedule(out: Path) -> bool:
+    """True unless the folder's summary.json says its status has no schedule."""
+    try:
+        status = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")).get("status")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return True
+    try:
+        return Status(status).has_schedule
+    except ValueError:
+        return True
 
 
 def _remove_stale(parent: Path, name: str) -> None:
@@ -440,28 +556,98 @@ def _alive(pid: int) -> bool:
 
 def _swap_into_place(tmp: Path, out: Path, force: bool) -> None:
     if out.is_dir():
-        if any(out.iterdir()):
-            _check_target(out, force)  # re-check: another process may have written meanwhile
-            old = out.parent / f".{out.name}{_OLD}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-            return
+        if any(out.iterdir()):  # another process wrote meanwhile: refuse, do not mix
+            raise ScheduleError([Problem("file", str(out), "was written by another process "
+                                         "during this export", "export again",
+                                         rule="out-changed")], what="with the output folder")
         out.rmdir()
     os.replace(tmp, out)
     _fsync_dir(out.parent)
 
 
-def _write_tables(result: Result, folder: Path, fmt: str) -> tuple[dict[str, str], dict[str, Any]]:
-    ext = FORMATS[fmt]
-    frames = dict(result.frames or {})
+_REPLACING = ".allocator-replacing-"  # in a schedule folder: the files being replaced
+_JOURNAL = "new-files.json"  # in that folder: written once every old file is moved aside
+
+
+def _replace_in_place(tmp: Path, out: Path, old: list[str], new: list[str]) -> None:
+    """Replace the files allocator wrote in ``out`` by those of ``tmp``; nothing else in
+    ``out`` is touched. summary.json goes first and comes back last, so the folder never
+    looks complete in between; ``_recover_interrupted`` undoes a replacement cut short."""
+    aside = out / f"{_REPLACING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    aside.mkdir()
+    others = [c for c in out.glob(f"{_REPLACING}*") if c != aside and _replacer_alive(c)]
+    if others:
+        aside.rmdir()
+        raise ScheduleError([Problem("file", str(out), "another allocator process is writing "
+                                     "a schedule into this folder", "wait for it, or choose "
+                                     "another folder", rule="out-busy")], what="with the output folder")
+    order = [SUMMARY_FILE] + [n for n in old if n != SUMMARY_FILE]
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for n in order:
+            if (out / n).exists():
+                os.replace(out / n, aside / n)
+                moved_old.append(n)
+        _write_text(aside / f".{_JOURNAL}.tmp", json.dumps(new))
+        os.replace(aside / f".{_JOURNAL}.tmp", aside / _JOURNAL)
+        for n in [n for n in new if n != SUMMARY_FILE] + [SUMMARY_FILE]:
+            os.replace(tmp / n, out / n)
+            moved_new.append(n)
+        _fsync_dir(out)
+    except BaseException:
+        for n in reversed(moved_new):
+            os.replace(out / n, tmp / n)
+        for n in reversed(moved_old):
+            os.replace(aside / n, out / n)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replacer_alive(aside: Path) -> bool:
+    pid = aside.name[len(_REPLACING):].split("-", 1)[0]
+    return not pid.isdigit() or _alive(int(pid))
+
+
+def _recover_interrupted(out: Path) -> None:
+    """Undo a replacement in ``out`` whose process died: the previous schedule comes back
+    (or, if the new one was already complete, the old files are removed)."""
+    for aside in out.glob(f"{_REPLACING}*"):
+        if not aside.is_dir() or _replacer_alive(aside):
+            continue
+        journal = aside / _JOURNAL
+        if journal.exists():
+            if (out / SUMMARY_FILE).exists():  # summary.json came back last: new one complete
+                shutil.rmtree(aside, ignore_errors=True)
+                continue
+            try:
+                new = [str(n) for n in json.loads(journal.read_text(encoding="utf-8"))]
+            except (OSError, ValueError, TypeError):
+                new = []
+            for n in new:  # every old file was aside: a file of these names is a new one
+                if Path(n).name == n and (out / n).is_file():
+                    (out / n).unlink()
+            journal.unlink()
+        for f in aside.iterdir():
+            if not f.name.startswith("."):
+                os.replace(f, out / f.name)
+        shutil.rmtree(aside, ignore_errors=True)
+        _fsync_dir(out)
+
+
+def _table_names(frames: Mapping[str, Any]) -> list[str]:
     names = list(REQUIRED_TABLES)
     names += [t for t in OPTIONAL_TABLES if t in frames]
     names += sorted(t for t in frames if t not in names)  # a producer's extra tables
+    return names
+
+
+def _write_tables(result: Result, folder: Path, fmt: str,
+                  names: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    ext = FORMATS[fmt]
+    frames = dict(result.frames or {})
     files: dict[str, str] = {}
     layout: dict[str, Any] = {}
     for name in names:
@@ -471,9 +657,28 @@ def _write_tables(result: Result, folder: Path, fmt: str) -> tuple[dict[str, str
     return files, layout
 
 
+# A text cell a spreadsheet would run as a formula (OWASP's CSV injection list) is written
+# with a single quote before it, so a spreadsheet shows it as text; a text that begins with a
+# quote gets one too, so reading strips exactly one quote and every text comes back unchanged.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def escape_csv_text(s: pd.Series) -> pd.Series:
+    """Text cells as written to a CSV: a leading ' before =, +, -, @, tab, CR or '."""
+    hit = s.str.startswith(_FORMULA_START)
+    return s.where(~hit, "'" + s) if hit.any() else s
+
+
+def unescape_csv_text(s: pd.Series) -> pd.Series:
+    """The inverse of ``escape_csv_text``: one leading ' dropped where one was added."""
+    hit = s.str.startswith("'") & s.str[1:2].isin(_FORMULA_START)
+    return s.where(~hit, s.str[1:]) if hit.any() else s
+
+
 def write_table(df: pd.DataFrame, path: Path, fmt: str) -> dict[str, Any]:
     """Write one (normalised) table in ``fmt``; return its layout for summary.json."""
     if fmt == "csv":
+        df = df.assign(**{c: escape_csv_text(df[c]) for c in df.columns if df[c].dtype == "str"})
         # a carriage return inside a text is read back as a line end unless quoted: then
         # quote every text of that table (numbers stay bare)
         quoting = csv.QUOTE_NONNUMERIC if any(
@@ -650,7 +855,8 @@ def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None)
                 raise bad("file is empty (not even a header row)")
             raw = _read_csv_typed(path, name, spec)
             if raw is not None:
-                return raw
+                return raw.assign(**{c: unescape_csv_text(raw[c]) for c in raw.columns
+                                     if raw[c].dtype == "str"})
             raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
         elif fmt == "parquet":
             raw = pd.read_parquet(path)
@@ -677,9 +883,11 @@ def _read_table(path: Path, fmt: str, name: str, spec: Mapping[str, str] | None)
         kind = want.get(c)
         try:
             if kind is None:
-                cols[c] = raw[c] if fmt != "csv" else raw[c].astype("str")
+                cols[c] = raw[c] if fmt != "csv" else unescape_csv_text(raw[c].astype("str"))
             else:
                 cols[c] = _typed(raw[c], kind, fmt)
+                if fmt == "csv" and cols[c].dtype == "str":
+                    cols[c] = unescape_csv_text(cols[c])
         except ValueError as exc:
             raise bad(f"column {c}: {exc}", rule="schedule-table-value") from None
     ordered = [c for c in want] + [c for c in raw.columns if c not in want]

@@ -8,20 +8,125 @@ unknown GPU type, a cycle of predecessors, a job that fits nowhere) are checked 
 
 Time series (power ceiling, energy price, carbon intensity, demand) are either one number
 (constant over the horizon) or a list with one value per period.
+
+Every numeric field has a plausible range, all in the one table ``RANGES`` (field -> Range):
+a value outside it is an error, a value inside it but beyond ``usual`` draws a warning from
+``allocator.validate``. The bounds keep every accepted instance's model coefficients within
+what the solver represents exactly; docs/validation.md lists them. Booleans are never numbers
+(``gpus: true`` is refused, YAML would read it as 1).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import annotated_types as at
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Series = NonNeg | list[NonNeg]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+@dataclass(frozen=True)
+class Range:
+    """Accepted values of a numeric field: ``lo`` (excluded when ``lo_open``) to ``hi``; above
+    ``usual`` (where given) a value is legal but draws a warning. ``unit`` as in the docs."""
+
+    lo: float
+    hi: float
+    unit: str
+    lo_open: bool = False
+    usual: float | None = None
+    whole: bool = False
+
+
+MAX_PERIODS = 100_000
+MAX_GPUS = 10_000_000  # GPUs in one pool or one gang: 10 million
+
+# field -> Range. The one place every numeric bound is written (docs/validation.md shows it).
+RANGES: dict[str, Range] = {
+    # horizon
+    "periods": Range(0, MAX_PERIODS, "periods", lo_open=True, whole=True),
+    "period_hours": Range(0, 744, "hours (744 = 31 days)", lo_open=True, usual=168),
+    # GPU types
+    "power_kw": Range(0, 10_000, "kW per GPU", lo_open=True, usual=5),  # watts typed as kW: warned
+    "memory_gb": Range(0, 10_000, "GB per GPU", usual=1_000),
+    "relative_throughput": Range(0, 1_000, "x H100", lo_open=True, usual=20),
+    # pools and sites
+    "available": Range(0, MAX_GPUS, "GPUs", whole=True),
+    "reserved": Range(0, MAX_GPUS, "GPUs", whole=True),
+    "reserved_price_usd_per_gpu_h": Range(0, 10_000, "$ per GPU-hour", usual=100),
+    "ondemand_price_usd_per_gpu_h": Range(0, 10_000, "$ per GPU-hour", usual=100),
+    "power_cap_mw": Range(0, 100_000, "MW"),
+    "pue": Range(1, 5, "ratio", usual=2),
+    "energy_price_usd_per_mwh": Range(0, 100_000, "$/MWh", usual=5_000),
+    "carbon_g_per_kwh": Range(0, 5_000, "gCO2/kWh", usual=2_000),
+    # links
+    "latency_ms": Range(0, 100_000, "ms", usual=1_000),
+    "bandwidth_gbps": Range(0, 10_000_000, "Gb/s", lo_open=True, usual=100_000),
+    "egress_usd_per_gb": Range(0, 1_000, "$/GB", usual=1),
+    # jobs
+    "gpus": Range(0, MAX_GPUS, "GPUs", lo_open=True, whole=True),
+    "hours": Range(0, 1_000_000, "hours", lo_open=True, usual=100_000),
+    "tokens_t": Range(0, 1_000_000, "trillion tokens", lo_open=True),
+    "release_period": Range(0, MAX_PERIODS, "periods, counted from 0", whole=True),
+    "deadline_period": Range(1, MAX_PERIODS, "periods, counted from 0", whole=True),
+    "tardiness_usd_per_h": Range(0, 1e9, "$ per hour late"),
+    "value_usd": Range(0, 1e12, "$"),
+    "dataset_tb": Range(0, 1_000_000, "TB", usual=100_000),
+    "site_cost_usd": Range(0, 1e12, "$"),
+    # services
+    "tokens_per_s_per_gpu": Range(0, 10_000_000, "tokens/s per GPU", lo_open=True, usual=100_000),
+    "latency_slo_ms": Range(0, 100_000, "ms", lo_open=True, usual=10_000),
+    "bytes_per_token": Range(0, 1_000_000, "bytes", usual=1_000),
+    "unserved_usd_per_mtok": Range(0, 1_000_000, "$ per million tokens", usual=1_000),
+    "demand": Range(0, 1e12, "tokens/s"),
+    # instance
+    "carbon_price_usd_per_t": Range(0, 100_000, "$ per tCO2", usual=1_000),
+    "budget_usd": Range(0, 1e15, "$"),
+    # AI model profiles
+    "gpu_hours_h100": Range(0, 1e12, "H100 GPU-hours", lo_open=True),
+    "reference_tokens_t": Range(0, 1_000_000, "trillion tokens", lo_open=True),
+    "profile_gpus": Range(0, MAX_GPUS, "GPUs", lo_open=True, whole=True),
+    "parameters_b": Range(0, 1_000_000, "billions"),
+    "active_parameters_b": Range(0, 1_000_000, "billions"),
+    "training_flops": Range(0, 1e35, "FLOP"),
+}
+
+
+def _not_bool(v):
+    """YAML reads yes/no/true/false as booleans, which Python would take as 1 and 0."""
+    if isinstance(v, bool):
+        raise ValueError(f"{str(v).lower()} is a yes/no value, not a number")
+    return v
+
+
+def num(name: str):
+    """The annotated number type of field ``name``: its bounds from ``RANGES``, no NaN, inf or
+    boolean."""
+    r = RANGES[name]
+    if r.whole:
+        lo = at.Gt(int(r.lo)) if r.lo_open else at.Ge(int(r.lo))
+        return Annotated[int, BeforeValidator(_not_bool), lo, at.Le(int(r.hi))]
+    lo = at.Gt(r.lo) if r.lo_open else at.Ge(r.lo)
+    # NaN and inf first, so 1e400 (read as inf) is called what it is, not 'too large'
+    return Annotated[float, BeforeValidator(_not_bool), AllowInfNan(False), lo, at.Le(r.hi)]
+
+
+def series(name: str):
+    """One number (constant over the horizon) or one per period, each within ``RANGES[name]``."""
+    one = num(name)
+    return one | list[one]
 
 
 class Strict(BaseModel):
@@ -46,8 +151,8 @@ class Horizon(Strict):
     """The planning horizon: ``periods`` consecutive periods of ``period_hours`` each."""
 
     start: datetime = Field(description="start of period 0 (UTC)")
-    periods: int = Field(gt=0, le=100_000, description="number of periods")
-    period_hours: Pos = Field(1.0, description="length of one period in hours")
+    periods: num("periods") = Field(description="number of periods")
+    period_hours: num("period_hours") = Field(1.0, description="length of one period in hours")
 
     @field_validator("start")
     @classmethod
@@ -66,9 +171,9 @@ class GpuType(Strict):
     of host, network and in-rack cooling), before the site's PUE."""
 
     id: Id
-    power_kw: Pos = Field(description="server-level power per GPU, kW")
-    memory_gb: NonNeg = Field(0.0, description="memory per GPU, GB")
-    relative_throughput: Pos = Field(1.0, description="training throughput relative to H100")
+    power_kw: num("power_kw") = Field(description="server-level power per GPU, kW")
+    memory_gb: num("memory_gb") = Field(0.0, description="memory per GPU, GB")
+    relative_throughput: num("relative_throughput") = Field(1.0, description="training throughput relative to H100")
     source: str = Field("", description="where the figures come from")
 
 
@@ -77,10 +182,10 @@ class GpuPool(Strict):
     not; GPUs above the reserved block, up to ``available``, are leased on demand."""
 
     gpu_type: Id
-    available: int = Field(ge=0, description="GPUs that can be in use at once")
-    reserved: int = Field(0, ge=0, description="GPUs paid whether used or not")
-    reserved_price_usd_per_gpu_h: NonNeg = Field(0.0, description="$/GPU-hour of reserved GPUs")
-    ondemand_price_usd_per_gpu_h: NonNeg = Field(0.0, description="$/GPU-hour above reserved")
+    available: num("available") = Field(description="GPUs that can be in use at once")
+    reserved: num("reserved") = Field(0, description="GPUs paid whether used or not")
+    reserved_price_usd_per_gpu_h: num("reserved_price_usd_per_gpu_h") = Field(0.0, description="$/GPU-hour of reserved GPUs")
+    ondemand_price_usd_per_gpu_h: num("ondemand_price_usd_per_gpu_h") = Field(0.0, description="$/GPU-hour above reserved")
     source: str = ""
 
     @model_validator(mode="after")
@@ -101,12 +206,12 @@ class Site(Strict):
     region: str = Field("", description="provider region code or location")
     node: str | None = Field(None, description="network node; defaults to the site id")
     zone: str = Field("", description="data zone for residency, e.g. US or EU")
-    power_cap_mw: Series = Field(description="IT x PUE ceiling, MW (one value or per period)")
-    pue: float = Field(1.0, ge=1.0, le=5.0, allow_inf_nan=False, description="power usage effectiveness")
-    energy_price_usd_per_mwh: Series = Field(
+    power_cap_mw: series("power_cap_mw") = Field(description="IT x PUE ceiling, MW (one value or per period)")
+    pue: num("pue") = Field(1.0, description="power usage effectiveness")
+    energy_price_usd_per_mwh: series("energy_price_usd_per_mwh") = Field(
         0.0, description="energy billed separately, $/MWh (0 where included in the GPU price)"
     )
-    carbon_g_per_kwh: Series = Field(0.0, description="grid carbon intensity, gCO2/kWh")
+    carbon_g_per_kwh: series("carbon_g_per_kwh") = Field(0.0, description="grid carbon intensity, gCO2/kWh")
     pools: list[GpuPool] = Field(default_factory=list)
     source: str = ""
 
@@ -144,17 +249,17 @@ class Link(Strict):
 
     a: Id
     b: Id
-    latency_ms: NonNeg
-    bandwidth_gbps: Pos | None = Field(None, description="capacity, Gb/s; none = unlimited")
-    egress_usd_per_gb: NonNeg = 0.0
+    latency_ms: num("latency_ms")
+    bandwidth_gbps: num("bandwidth_gbps") | None = Field(None, description="capacity, Gb/s; none = unlimited")
+    egress_usd_per_gb: num("egress_usd_per_gb") = 0.0
 
 
 class ExecutionOption(Strict):
     """One way to run a training job: ``gpus`` GPUs of ``gpu_type`` for ``hours`` hours."""
 
     gpu_type: Id
-    gpus: int = Field(gt=0)
-    hours: Pos
+    gpus: num("gpus")
+    hours: num("hours")
 
 
 class TrainingJob(Strict):
@@ -162,22 +267,22 @@ class TrainingJob(Strict):
 
     id: Id
     profile: str | None = Field(None, description="AI model profile in models/")
-    tokens_t: Pos | None = Field(None, description="tokens to train, trillions (with profile)")
+    tokens_t: num("tokens_t") | None = Field(None, description="tokens to train, trillions (with profile)")
     options: list[ExecutionOption] = Field(default_factory=list)
-    release_period: int = Field(0, ge=0, description="earliest start period")
-    deadline_period: int | None = Field(
-        None, ge=1, description="period by whose start the job must end; none = horizon end"
+    release_period: num("release_period") = Field(0, description="earliest start period")
+    deadline_period: num("deadline_period") | None = Field(
+        None, description="period by whose start the job must end; none = horizon end"
     )
     deadline: Literal["hard", "soft"] = "hard"
-    tardiness_usd_per_h: NonNeg = Field(0.0, description="penalty per hour late (soft)")
+    tardiness_usd_per_h: num("tardiness_usd_per_h") = Field(0.0, description="penalty per hour late (soft)")
     mandatory: bool = True
-    value_usd: NonNeg = Field(0.0, description="earned if an optional job runs")
+    value_usd: num("value_usd") = Field(0.0, description="earned if an optional job runs")
     allowed_sites: list[Id] | None = None
     allowed_zones: list[str] | None = None
     dataset_source: str | None = Field(None, description="data source id the dataset is read from")
-    dataset_tb: NonNeg = Field(0.0, description="dataset size, TB, staged to the site")
+    dataset_tb: num("dataset_tb") = Field(0.0, description="dataset size, TB, staged to the site")
     predecessors: list[Id] = Field(default_factory=list)
-    site_cost_usd: dict[str, NonNeg] = Field(
+    site_cost_usd: dict[str, num("site_cost_usd")] = Field(
         default_factory=dict, description="extra one-off cost per site (staging, migration)"
     )
 
@@ -195,14 +300,14 @@ class InferenceService(Strict):
 
     id: Id
     profile: str | None = None
-    tokens_per_s_per_gpu: dict[str, Pos] = Field(
+    tokens_per_s_per_gpu: dict[str, num("tokens_per_s_per_gpu")] = Field(
         default_factory=dict, description="throughput per GPU, by GPU type"
     )
-    latency_slo_ms: Pos = Field(description="max network latency site -> region, ms")
-    bytes_per_token: NonNeg = Field(4.0, description="bytes sent over the network per token")
+    latency_slo_ms: num("latency_slo_ms") = Field(description="max network latency site -> region, ms")
+    bytes_per_token: num("bytes_per_token") = Field(4.0, description="bytes sent over the network per token")
     redundancy: bool = Field(False, description="N+1: served demand survives losing any one site")
-    unserved_usd_per_mtok: NonNeg = Field(description="penalty per unserved million tokens")
-    demand: dict[str, Series] = Field(
+    unserved_usd_per_mtok: num("unserved_usd_per_mtok") = Field(description="penalty per unserved million tokens")
+    demand: dict[str, series("demand")] = Field(
         default_factory=dict, description="tokens/s per user region (one value or per period)"
     )
     allowed_sites: list[Id] | None = None
@@ -220,14 +325,14 @@ class TrainingProfile(Strict):
     and the GPU count used per GPU type. Hours on type g =
     gpu_hours_h100 * tokens / reference_tokens_t / (gpus[g] * relative_throughput[g])."""
 
-    gpu_hours_h100: Pos
-    reference_tokens_t: Pos
-    gpus: dict[str, Annotated[int, Field(gt=0)]]
+    gpu_hours_h100: num("gpu_hours_h100")
+    reference_tokens_t: num("reference_tokens_t")
+    gpus: dict[str, num("profile_gpus")]
 
 
 class InferenceProfile(Strict):
-    tokens_per_s_per_gpu: dict[str, Pos]
-    memory_gb: NonNeg = 0.0
+    tokens_per_s_per_gpu: dict[str, num("tokens_per_s_per_gpu")]
+    memory_gb: num("memory_gb") = 0.0
 
 
 class ModelProfile(Strict):
@@ -235,9 +340,9 @@ class ModelProfile(Strict):
 
     id: Id
     name: str = ""
-    parameters_b: NonNeg | None = None
-    active_parameters_b: NonNeg | None = None
-    training_flops: NonNeg | None = None
+    parameters_b: num("parameters_b") | None = None
+    active_parameters_b: num("active_parameters_b") | None = None
+    training_flops: num("training_flops") | None = None
     estimate: bool = Field(False, description="true where the figures are estimates")
     training: TrainingProfile | None = None
     inference: InferenceProfile | None = None
@@ -261,8 +366,8 @@ class Instance(Strict):
     profiles: list[ModelProfile] = Field(
         default_factory=list, description="profiles used by jobs/services (filled by the loader)"
     )
-    carbon_price_usd_per_t: NonNeg = Field(0.0, description="$ per tCO2 added to the objective")
-    budget_usd: NonNeg | None = Field(None, description="cap on total cost; none = no cap")
+    carbon_price_usd_per_t: num("carbon_price_usd_per_t") = Field(0.0, description="$ per tCO2 added to the objective")
+    budget_usd: num("budget_usd") | None = Field(None, description="cap on total cost; none = no cap")
 
     # convenience lookups (not part of the data)
     def gpu_type(self, gid: str) -> GpuType:

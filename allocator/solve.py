@@ -650,10 +650,13 @@ def lp_duals(
 
 
 def _typed_duals(df: pd.DataFrame) -> pd.DataFrame:
+    """The duals table in its schedule types: a link is its 0-based position in the
+    instance's links (the model's bandwidth rows are indexed by it), an integer."""
     out = df.copy()
-    for col in ("kind", "site", "gpu_type", "link"):
+    for col in ("kind", "site", "gpu_type"):
         out[col] = pd.array([None if _missing(x) else str(x) for x in out[col]], dtype="string")
-    out["period"] = pd.array(out["period"], dtype="Int64")
+    for col in ("link", "period"):
+        out[col] = pd.array([None if _missing(x) else int(x) for x in out[col]], dtype="Int64")
     out["marginal_usd_per_unit_h"] = out["marginal_usd_per_unit_h"].astype(float)
     return out.reset_index(drop=True)
 

@@ -17,6 +17,8 @@ Scenarios run in local processes by default (``workers``), in the calling proces
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -51,6 +53,12 @@ SolveFn = Callable[..., Result]  # solve(instance, options) -> Result
 ROW_FILE = "row.json"
 
 
+class SchedulerError(InputError):
+    """A Dask scheduler that cannot be reached (CLI exit code 2)."""
+
+    subject = "with the --scheduler address"
+
+
 class SweepFolderError(InputError):
     """A sweep folder that cannot be used (CLI exit code 2)."""
 
@@ -60,6 +68,8 @@ class SweepFolderError(InputError):
 
 
 MANIFEST = "sweep.json"
+LOCK_FILE = ".sweep.lock"
+CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer in this time is not there
 MAX_POOL_RESTARTS = 3  # a scenario whose worker process dies this often is recorded as failed
 
 # --------------------------------------------------------------------------- public API
@@ -79,6 +89,8 @@ def sweep(
     retry_failed: bool = False,
     reuse: bool = True,
     on_row: Callable[[dict], None] | None = None,
+    force: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> pd.DataFrame:
     """Run every scenario of ``spec`` on ``instance``; one row per scenario.
 
@@ -95,12 +107,20 @@ def sweep(
     progress   show a progress bar (default: when stderr is a terminal)
     retry_failed  re-run finished scenarios whose status is "error"
     reuse      let each worker reuse what it built for an earlier scenario (see docs)
+    force      use an ``out`` that holds results or a sweep.json not written by a sweep of
+               this spec (they are replaced; finished scenario folders are kept)
+    connect_timeout  seconds to wait for the ``scheduler`` before giving up
 
-    Raises InputError (naming the spec file, parameter and value) for a bad spec, before
-    anything runs. Ctrl-C stops the sweep; finished scenarios stay finished.
+    Raises InputError (naming the spec file, parameter and value) for a bad spec, an ``out``
+    that cannot be written or holds foreign results, another sweep running in ``out``, or a
+    scheduler that cannot be reached, before anything runs. Ctrl-C stops the sweep; finished
+    scenarios stay finished.
     """
     from allocator.io import load_instance
+    from allocator.results import check_writable
 
+    if out is not None:
+        check_writable(out, folder=True)
     inst = load_instance(instance) if isinstance(instance, (str, Path)) else instance
     source = str(spec) if isinstance(spec, (str, Path)) else "<spec>"
     if isinstance(spec, (str, Path)):
@@ -111,11 +131,24 @@ def sweep(
     opts = spec.solve_options(options)
     out_dir = Path(out) if out is not None else None
 
+    with contextlib.ExitStack() as held:  # the folder's lock, the scheduler's client
+        if out_dir is not None:
+            held.enter_context(_FolderLock(out_dir))
+        client, own_client = _dask_client(executor, scheduler, connect_timeout)
+        if own_client:
+            held.callback(client.close)
+        return _run_sweep(inst, spec, scenarios, opts, out_dir, client, executor=executor,
+                          workers=workers, solve=solve, reuse=reuse, progress=progress,
+                          retry_failed=retry_failed, on_row=on_row, force=force)
+
+
+def _run_sweep(inst, spec, scenarios, opts, out_dir, client, *, executor, workers, solve,
+               reuse, progress, retry_failed, on_row, force) -> pd.DataFrame:
     rows: dict[str, dict] = {}
     todo = list(scenarios)
     if out_dir is not None:
-        _prepare_out(out_dir, inst, spec, scenarios)
-        done = _finished_rows(out_dir, scenarios)
+        trusted = _prepare_out(out_dir, inst, spec, scenarios, force)
+        done = _finished_rows(out_dir, scenarios) if trusted else {}
         if retry_failed:
             done = {k: v for k, v in done.items() if v.get("status") != Status.ERROR.value}
         rows.update(done)
@@ -136,7 +169,6 @@ def sweep(
         if on_row is not None:
             on_row(row)
 
-    client, own_client = _dask_client(executor, scheduler)
     try:
         with bar:
             if not todo:
@@ -153,8 +185,6 @@ def sweep(
                 raise TypeError(f"executor must be None, 'inline', an Executor or a dask Client, "
                                 f"not {type(executor).__name__}")
     finally:
-        if own_client:
-            client.close()
         if out_dir is not None:
             write_results(out_dir, results_frame(scenarios, rows, spec, task.sites))
     return results_frame(scenarios, rows, spec, task.sites)
@@ -308,8 +338,9 @@ class ReuseSession:
     path does not cover (duals, greedy heuristic), go through allocator.solve so their
     explanation and extras are exactly those of a plain solve.
 
-    Uses only the public stages: Network, build_index, formulation.FAMILIES/build_model,
-    solve_model, extract_frames/extract_costs.
+    A cache of index and model inside the pipeline of allocator.api: a scenario whose
+    strategy (after "auto") is not mip, or whose model is too large, goes the plain way;
+    results come from pipeline.build_result like every other route's.
     """
 
     def __init__(self, options: SolveOptions):
@@ -322,20 +353,29 @@ class ReuseSession:
         self.stats = {"built": 0, "reused": 0, "fallback": 0}
 
     def solve(self, inst: Instance) -> Result:
+        """One scenario through the pipeline of allocator.api: its strategy choice, size
+        check and fallbacks; only the mip strategy re-uses the model, and its Result comes
+        from the same builder (objective recomputed from the derived costs)."""
+        from allocator import api
+        from allocator.indexing import build_index, estimate_size
+        from allocator.network import Network
+        from allocator.pipeline import build_result, mip_outcome
+
         opts = self.options
         if opts.duals or opts.heuristic is not None:
             return self._fallback(inst)
-        from allocator.indexing import build_index
-        from allocator.network import Network
-
         t0 = time.perf_counter()
         index = build_index(inst, Network(inst))
         if index.unplaceable_mandatory:
+            return self._fallback(inst)
+        compact = estimate_size(index, compact=True) if opts.strategy in ("auto", "lns") else None
+        if api._resolve_strategy(opts, compact).strategy != "mip":
             return self._fallback(inst)
         structure = _index_structure(index)
         first = self._rebuild_from(inst, structure)
         if first is None:
             _validate(inst)  # as a plain solve does; numbers-only updates keep its verdict
+            api._check_size(estimate_size(index), opts.with_(strategy="mip"), inst)
             self._build(inst, index)
             reused = False
         else:
@@ -344,29 +384,19 @@ class ReuseSession:
         self.inst, self.index, self.structure = inst, index, structure
         build_s = time.perf_counter() - t0
 
-        from allocator.solve import solve_model
-
-        outcome = solve_model(self.model, opts, start=reused)
+        outcome, _raw = mip_outcome(self.model, opts, index, start=reused)
         if not outcome.status.has_schedule:
             self.model = None  # its values are no start for anyone
             return self._fallback(inst)
-        from allocator.formulation.extract import costs_from_frames, extract_frames
-
-        frames = extract_frames(self.model, inst, index)
-        costs = {k: float(v) for k, v in costs_from_frames(inst, frames).items()}
-        emissions = float(frames["sites"]["emissions_t"].sum()) if "sites" in frames else None
+        outcome.build_s = build_s
+        result = build_result(inst, index, opts.with_(strategy="mip"), outcome)
         self.stats["reused" if reused else "built"] += 1
-        placed = set(frames["training"]["job"]) if "training" in frames else set()
-        summary = {
+        placed = set(result.frames["training"]["job"])
+        return dataclasses.replace(result, summary={
             "instance": {"name": inst.name, "horizon": inst.horizon.model_dump(mode="json")},
             "dropped_jobs": [j.id for j in inst.jobs if not j.mandatory and j.id not in placed],
             "model_reused": reused,
-        }
-        return Result(status=outcome.status, objective=outcome.objective, bound=outcome.bound,
-                      gap=outcome.gap, costs=costs, emissions_t=emissions, build_s=build_s,
-                      solve_s=outcome.solve_s, solver=outcome.solver,
-                      options=dataclass_dict(opts), message=getattr(outcome, "message", "") or "",
-                      frames=frames, summary=summary)
+        })
 
     def _fallback(self, inst: Instance) -> Result:
         self.stats["fallback"] += 1
@@ -582,24 +612,20 @@ def export_schedule(result: Result, folder: Path) -> None:
         export(folder, "csv", True)
 
 
-def _prepare_out(out: Path, inst: Instance, spec: SweepSpec, scenarios: list[Scenario]) -> None:
+def _spec_identity(spec_json: dict) -> dict:
+    """What makes two sweep.json files the same study: name, parameters and solve options
+    (the values may grow or shrink: rows are shared by scenario id)."""
+    return {"name": spec_json.get("name"), "parameters": spec_json.get("parameters"),
+            "solve": json.dumps(spec_json.get("solve"), sort_keys=True, default=str)}
+
+
+def _prepare_out(out: Path, inst: Instance, spec: SweepSpec, scenarios: list[Scenario],
+                 force: bool = False) -> bool:
+    """Check ``out`` and write its sweep.json. Returns whether rows already in ``out`` are
+    this sweep's (its instance): False for a folder of foreign results taken with force."""
     fp = instance_fingerprint(inst)
     path = out / MANIFEST
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        old_fp = (old.get("instance") or {}).get("fingerprint")
-        if old_fp and old_fp != fp:
-            raise SweepFolderError([Problem(
-                "sweep", str(out),
-                f"holds a sweep of another instance ({(old.get('instance') or {}).get('name')!r}, "
-                f"fingerprint {old_fp}, this one {fp}); its results would be mixed with this one's",
-                "choose a new --out folder, or delete the old one", rule="sweep-other-instance")],
-                source=str(out))
-    (out / "scenarios").mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {
+    manifest = {
         "name": spec.name,
         "description": spec.description,
         "mode": spec.mode,
@@ -607,7 +633,81 @@ def _prepare_out(out: Path, inst: Instance, spec: SweepSpec, scenarios: list[Sce
         "parameters": [{"column": p.column, "path": p.path, "op": p.op} for p in spec.parameters],
         "solve": spec.solve,
         "scenarios": [sc.as_dict() for sc in scenarios],
-    })
+    }
+    manifest = json.loads(json.dumps(manifest, allow_nan=False, default=str))
+    trusted = True
+    foreign = None
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict) or not isinstance(old.get("instance"), dict) \
+                or "scenarios" not in old or "parameters" not in old:
+            foreign, trusted = f"a {MANIFEST} not written by allocator's sweep", False
+        else:
+            old_fp = old["instance"].get("fingerprint")
+            if old_fp and old_fp != fp:
+                raise SweepFolderError([Problem(
+                    "sweep", str(out),
+                    f"holds a sweep of another instance ({old['instance'].get('name')!r}, "
+                    f"fingerprint {old_fp}, this one {fp}); its results would be mixed with this one's",
+                    "choose a new --out folder, or delete the old one", rule="sweep-other-instance")],
+                    source=str(out))
+            if _spec_identity(old) != _spec_identity(manifest):
+                foreign = f"the results of another sweep spec ({old.get('name')!r})"
+    else:
+        present = [n for n in ("results.csv", "results.parquet", "scenarios") if (out / n).exists()]
+        if present:
+            foreign, trusted = f"{', '.join(present)} but no {MANIFEST}: not a folder of allocator's sweep", False
+    if foreign is not None and not force:
+        raise SweepFolderError([Problem(
+            "sweep", str(out), f"holds {foreign}; its results files would be replaced",
+            "choose a new --out folder, or pass --force (force=True) to replace them",
+            rule="sweep-foreign-results")], source=str(out))
+    (out / "scenarios").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, manifest)
+    return trusted
+
+
+class _FolderLock:
+    """One sweep at a time in a folder: an exclusive lock on OUT/.sweep.lock, held while the
+    sweep runs. The system releases it when its process ends, however it ends, so the lock
+    of a killed sweep is simply taken by the next one."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.fh = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on this system: run unlocked
+            return self
+        self.out.mkdir(parents=True, exist_ok=True)
+        fh = open(self.out / LOCK_FILE, "a+", encoding="utf-8")  # held open: the lock lives with it
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise SweepFolderError([Problem(
+                "sweep", str(self.out), f"another sweep ({holder}) is running in this folder",
+                "wait for it to finish (re-run then to resume), or choose another --out folder",
+                rule="sweep-busy")], source=str(self.out)) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()}\n")
+        fh.flush()
+        self.fh = fh
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()  # closing releases the lock
+            self.fh = None
+        return False
 
 
 def _finished_rows(out: Path, scenarios: list[Scenario]) -> dict[str, dict]:
@@ -738,11 +838,19 @@ def _run_executor(executor: Executor, inst, todo, task, record) -> None:
         raise
 
 
-def _dask_client(executor, scheduler: str | None):
+def _dask_client(executor, scheduler: str | None, timeout: float = CONNECT_TIMEOUT_S):
     if scheduler is not None:
         from distributed import Client
 
-        return Client(scheduler), True
+        try:
+            return Client(scheduler, timeout=timeout), True
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, refused, bad address
+            raise SchedulerError([Problem(
+                "option", "--scheduler", f"cannot connect to the Dask scheduler {scheduler!r} "
+                f"within {timeout:g} s: {exc}",
+                "check the address (e.g. tcp://host:8786) and that the scheduler runs, or "
+                "raise --connect-timeout", rule="scheduler-unreachable")],
+                source=scheduler) from None
     if executor is not None and type(executor).__module__.startswith("distributed"):
         return executor, False
     return None, False
@@ -851,6 +959,9 @@ def plot_sweep(out: str | Path) -> list[Path]:
     ok = df[df["status"].isin([Status.OPTIMAL.value, Status.FEASIBLE.value])]
     figures = [(c, label) for c, label in PLOT_FIGURES if c in ok.columns]
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    from allocator.figures import unique_slugs
+
+    stems = unique_slugs(params, _slug)  # "a b" and "a_b" must not share a file
     written = []
     for param in params:
         x = pd.to_numeric(ok[param], errors="coerce")
@@ -886,7 +997,7 @@ def plot_sweep(out: str | Path) -> list[Path]:
         fig.suptitle(f"{_short_label(param, 60)}: {len(ok)} scenarios"
                      + (f" ({failed} without a schedule left out)" if failed else ""), fontsize=10)
         fig.subplots_adjust(left=0.08, right=0.98, bottom=0.09, top=0.92, wspace=0.35, hspace=0.32)
-        path = out / "plots" / f"{_slug(param)}.png"
+        path = out / "plots" / f"{stems[param]}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from allocator import display
 from allocator.network import Network
 from allocator.results import COST_TERMS, TABLES, Schedule, normalize_frame, read_schedule
 from allocator.schema import Instance, series_list
@@ -499,6 +500,16 @@ def _check_allowed(svc, site, what: str, out: _Sink) -> None:
             f"not in allowed_zones ({', '.join(svc.allowed_zones)})")
 
 
+def _within_slo(ctx: _Ctx, svc, si: int, ri: int) -> bool:
+    """Whether site si may serve region ri for svc: a route within the SLO, allowed site/zone."""
+    site, region = ctx.site_list[si], ctx.regions[ri]
+    route = ctx.route(site.node_id, region.node_id)
+    if route is None or route.latency_ms > svc.latency_slo_ms + 1e-9:
+        return False
+    return ((svc.allowed_sites is None or site.id in svc.allowed_sites)
+            and (svc.allowed_zones is None or site.zone in svc.allowed_zones))
+
+
 def _evaluate_flows(ctx: _Ctx, fl: pd.DataFrame, ig: pd.DataFrame, held: np.ndarray,
                     traffic: np.ndarray, egress_gb: np.ndarray, out: _Sink) -> dict[str, Any]:
     """Check the flows (SLO, residency, capacity, demand, N+1), route their traffic and
@@ -594,19 +605,36 @@ def _evaluate_flows(ctx: _Ctx, fl: pd.DataFrame, ig: pd.DataFrame, held: np.ndar
     mtok = unserved * 3600.0 * H / 1e6
     unserved_usd = float((mtok * ctx.penalty[:, None, None]).sum()) if V else 0.0
 
-    # N+1: for every site, the service's capacity at the other sites >= what it serves
+    # N+1, per region: for every region and every site within its SLO, the service's capacity
+    # at the other sites within that SLO >= what the region is served; and for all the
+    # regions demanded in a period at once, the capacity at the other sites that may serve
+    # one of them >= all the service serves in it
     if any(svc.redundancy for svc in ctx.services) and P:
         cap_vst = np.zeros((V, S, T))
         np.add.at(cap_vst.transpose(1, 0, 2), ctx.pool_site, cap.transpose(1, 0, 2))
-        rest = cap_vst.sum(axis=1) - cap_vst.max(axis=1)  # (V, T): capacity after losing the largest
-        served_vt = served_vrt.sum(axis=1)
         for vi, svc in enumerate(ctx.services):
             if not svc.redundancy:
                 continue
-            for ti in np.flatnonzero((served_vt[vi] > ATOL_TOKENS) & _over(served_vt[vi], rest[vi], ATOL_TOKENS)):
-                out("inference-redundancy", f"service {svc.id}, period {ti}",
-                    f"serves {_fmt(served_vt[vi, ti])} tokens/s but losing its largest site leaves "
-                    f"capacity for {_fmt(rest[vi, ti])} (N+1)")
+            wanted = (ctx.demand[vi] > 0) | (served_vrt[vi] > 0)  # (R, T)
+            near = np.zeros((R, S), dtype=bool)
+            for ri in np.flatnonzero(wanted.any(axis=1)):
+                near[ri] = [_within_slo(ctx, svc, si, ri) for si in range(S)]
+                caps = np.where(near[ri][:, None], cap_vst[vi], 0.0)  # (S, T)
+                rest = caps.sum(axis=0) - caps.max(axis=0)
+                for ti in np.flatnonzero((served_vrt[vi, ri] > ATOL_TOKENS)
+                                         & _over(served_vrt[vi, ri], rest, ATOL_TOKENS)):
+                    out("inference-redundancy", f"service {svc.id}, region {ctx.regions[ri].id}, period {ti}",
+                        f"serves {_fmt(served_vrt[vi, ri, ti])} tokens/s but losing its largest site within "
+                        f"the SLO leaves capacity for {_fmt(rest[ti])} within it (N+1)")
+            served_t = served_vrt[vi].sum(axis=0)
+            for ti in np.flatnonzero(served_t > ATOL_TOKENS):
+                useful = near[wanted[:, ti]].any(axis=0)  # sites that may serve a region of t
+                caps = np.where(useful, cap_vst[vi, :, ti], 0.0)
+                rest_all = caps.sum() - caps.max()
+                if _over(served_t[ti], rest_all, ATOL_TOKENS):
+                    out("inference-redundancy", f"service {svc.id}, period {ti}",
+                        f"serves {_fmt(served_t[ti])} tokens/s in all but losing its largest site leaves "
+                        f"capacity for {_fmt(rest_all)} at the sites that may serve its regions (N+1)")
 
     # traffic and egress over each flow's site -> region route
     gbps = np.zeros((S, max(R, 1), T))
@@ -976,7 +1004,7 @@ def describe_ok(ver: Verification) -> str:
     n_jobs = len(ev.frames["training"])
     n_flows = int((ev.frames["inference"]["tokens_per_s"] > 0).sum())
     return (f"schedule OK: {n_jobs} jobs, {n_flows} flows, costs match "
-            f"(total ${ev.total_cost_usd:,.2f})")
+            f"(total ${display.fixed(ev.total_cost_usd)})")
 
 
 def group_by_rule(violations: Iterable[Violation]) -> dict[str, list[Violation]]:

@@ -6,6 +6,7 @@ import copy
 import importlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import allocator
@@ -253,10 +254,15 @@ def test_greedy_heuristic_alone_is_a_feasible_result_without_bound(tmp_path):
     assert res.total_cost >= 64.0 - 1e-9  # never better than the optimum
 
 
-def test_greedy_plan_stands_in_when_highs_has_no_schedule_at_the_limit(tmp_path):
-    # no time at all: HiGHS cannot find a schedule; the greedy plan is returned instead,
-    # feasible (verified) and marked as such
-    res = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=0.0)
+def test_greedy_plan_stands_in_when_highs_has_no_schedule_at_the_limit(tmp_path, monkeypatch):
+    # HiGHS gets no time at all (its own limit 0 s, the command's limit 60 s): it cannot find
+    # a schedule; the greedy plan is returned instead, feasible (verified) and marked as such
+    solve_mod = importlib.import_module("allocator.solve")
+
+    real = solve_mod.solve_model
+    monkeypatch.setattr(solve_mod, "solve_model",
+                        lambda model, opts, **kw: real(model, opts.with_(time_limit_s=0.0), **kw))
+    res = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=60.0)
     assert res.status is Status.FEASIBLE
     assert "greedy" in res.solver and "greedy plan" in res.message
     assert res.objective == pytest.approx(res.total_cost)
@@ -268,20 +274,38 @@ def test_greedy_plan_stands_in_when_highs_has_no_schedule_at_the_limit(tmp_path)
     # (without the fallback the same solve has no schedule: test_cli_solve's exit-4 case)
 
 
-def test_greedy_plan_replaces_only_a_worse_incumbent():
-    from types import SimpleNamespace
+def test_a_time_limit_of_zero_bounds_the_whole_command():
+    # no time at all: the deadline runs out during indexing, before any model is built;
+    # the result says so (no_solution, exit 4), it does not run on
+    res = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=0.0)
+    assert res.status is Status.NO_SOLUTION
+    assert "time limit" in res.message
+    assert "build_s" not in res.summary["timings"]
 
+
+def test_greedy_plan_replaces_only_a_worse_incumbent():
     from allocator.indexing import build_index
+    from allocator.outcome import Outcome
 
     api = importlib.import_module("allocator.api")
     inst = instance_from_dict(tiny_dict())
     index = build_index(inst)
-    stopped = SimpleNamespace(has_values=True, objective=1e9)
+    # an incumbent at the dearer site b: 8 GPUs x 2 h x 3 $ = 48 $
+    at_b = {"training": pd.DataFrame({"job": ["j1"], "option": [0], "site": ["b"], "gpu_type": ["H100"],
+                                      "gpus": [8], "start_period": [0]}),
+            "inference_gpus": pd.DataFrame(), "inference": pd.DataFrame()}
+    stopped = Outcome(status=Status.FEASIBLE, decisions=at_b, bound=30.0, solver="HiGHS")
     # greedy puts j1 at the cheaper site a: 8 x 2 h x 2 $ = 32 $
-    plan, res = api._greedy_fallback(inst, index, SolveOptions(), stopped, 1e9)
+    got = api._greedy_fallback(inst, index, SolveOptions(), stopped, None)
+    assert got.decisions["training"]["site"].tolist() == ["a"]
+    assert "greedy plan" in got.solver and got.bound == 30.0
+    res = api.build_result(inst, index, SolveOptions(), got)
     assert res.total_cost == pytest.approx(32.0)
-    assert plan["training"]["site"].tolist() == ["a"]
-    assert api._greedy_fallback(inst, index, SolveOptions(), stopped, 32.0) is None
+    assert res.gap == pytest.approx((32.0 - 30.0) / 32.0)
+    # an incumbent already as good as the greedy plan is kept
+    at_a = {**at_b, "training": at_b["training"].assign(site="a")}
+    kept = Outcome(status=Status.FEASIBLE, decisions=at_a, solver="HiGHS")
+    assert api._greedy_fallback(inst, index, SolveOptions(), kept, None) is kept
     # a lexicographic incumbent is kept: the plan did not pass through the first stage
     lex = SolveOptions(objective="cost-then-carbon")
-    assert api._greedy_fallback(inst, index, lex, stopped, 1e9) is None
+    assert api._greedy_fallback(inst, index, lex, stopped, None) is stopped

@@ -14,9 +14,16 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
+def block(marker: str) -> str:
+    """The one python block of docs/api.md that contains ``marker``."""
+    found = [b for b in python_blocks() if marker in b]
+    assert len(found) == 1, f"{len(found)} blocks contain {marker!r}"
+    return found[0]
+
+
 def test_api_examples_run_and_verify(tmp_path, capsys):
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     ns: dict = {}
     exec(compile(blocks[0], f"{DOC}:example", "exec"), ns)  # noqa: S102 - our own docs
     result = ns["result"]
@@ -39,6 +46,20 @@ def test_api_examples_run_and_verify(tmp_path, capsys):
 
     folder = result.export(tmp_path / "s")
     assert verify_schedule(ns["inst"], folder) == []
-    exec(compile(blocks[1], f"{DOC}:stages", "exec"), ns)  # noqa: S102
+    exec(compile(block("build_index("), f"{DOC}:stages", "exec"), ns)  # noqa: S102
     assert ns["outcome"].status is Status.OPTIMAL
     assert abs(ns["outcome"].objective - result.objective) <= 1e-6 * abs(result.objective)
+
+
+def test_duals_example_names_the_link_and_sums_by_the_documented_call(capsys):
+    # the third block prices link 0 by hand (see the text below it in docs/api.md):
+    # 125 $/Gbps-hour in its one period, 125 x 2 h = 250 $ over the horizon
+    ns: dict = {}
+    exec(compile(block("dual_totals"), f"{DOC}:duals", "exec"), ns)  # noqa: S102 - our own docs
+    assert ns["priced"].status is Status.OPTIMAL
+    assert abs(ns["priced"].objective - (8 * 2 * 2 + 4 * 3 * 2)) < 1e-6  # 56 $
+    bw = ns["bandwidth"]
+    assert bw["link"].tolist() == [0] and bw["period"].tolist() == [0]
+    assert abs(bw["marginal_usd_per_unit_h"].iloc[0] - 125.0) < 1e-6
+    printed = capsys.readouterr().out
+    assert "250" in printed

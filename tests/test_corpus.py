@@ -2,7 +2,8 @@
 names the file or entity, the field and the value.
 
 tests/corpus/<case>/ holds a malformed instance as a new user would write it (YAML, CSV,
-profiles) and expect.yaml with the exit code and the strings the output must contain.
+profiles) and expect.yaml with the exit code, the strings the output must contain and
+(``absent``) those it must never show, and optional extra command-line ``args``.
 The per-rule variants of the demo (tests/corpus/rule_cases.py) are run through the CLI too,
 and every field of the demo is deleted, negated, made NaN and made a string.
 """
@@ -64,13 +65,15 @@ def test_corpus_is_there():
 @pytest.mark.parametrize("case", CORPUS_CASES, ids=lambda p: p.name)
 def test_corpus_case(case: Path, tmp_path: Path):
     expect = yaml.safe_load((case / "expect.yaml").read_text())
-    result = run("validate", target(case), cwd=tmp_path)
+    result = run("validate", *expect.get("args", []), target(case), cwd=tmp_path)
     text = output(result)
     assert result.exit_code == expect["exit_code"], text
     assert "Traceback" not in text
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     for want in expect["contains"]:
         assert want in text, f"{want!r} not in:\n{text}"
+    for secret in expect.get("absent", []):  # content of the file that must never be echoed
+        assert secret not in text, f"{secret!r} echoed in:\n{text}"
     assert not list(tmp_path.rglob("pwned.txt")), "a YAML tag ran a command"
 
 

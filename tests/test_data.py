@@ -19,7 +19,7 @@ from allocator.validate import check
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-MODELS = ROOT / "models"
+MODELS = ROOT / "allocator" / "models"  # the profiles shipped in the package
 INSTANCES = sorted(DATA.glob("*/instance.yaml"))
 PROFILES = sorted(MODELS.glob("*.yaml"))
 

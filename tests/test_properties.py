@@ -28,7 +28,7 @@ COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], deran
 
 
 def _solve(data: dict):
-    return solve(instance_from_dict(data), mip_gap=0.0, time_limit_s=20, warm_start=False, explain=False)
+    return solve(instance_from_dict(data), mip_gap=0.0, time_limit_s=20, greedy_fallback=False, explain=False)
 
 
 def _optimal_cost(data: dict) -> float | None:

@@ -95,3 +95,40 @@ def test_fixing_every_integer_leaves_nothing_to_price():
     model, _ = solved(serving(cap_a_mw=0.008))
     duals = lp_duals(model, period_hours=2.0, fix="integers")
     assert (duals["marginal_usd_per_unit_h"] == 0).all()
+
+
+def test_bandwidth_duals_name_their_link_in_the_result_and_in_duals_csv(tmp_path):
+    """As serving(), with 1,000 bytes per token and link 0 (a - r) limited to 0.064 Gb/s:
+    8e-6 Gb/s per token/s, so a serves 8,000 tokens/s on 8 GPUs and b 4,000 on 4 (56 $ as
+    before). One more Gb/s on link 0 moves 125,000 tokens/s from b to a, each saving
+    (3 - 2) / 1000 $/h: 125 $ per Gbps-hour. Link 1 (b - r) has no limit and no row."""
+    import allocator
+    from allocator.results import read_schedule
+
+    d = serving(cap_a_mw=1.0)
+    d["links"][0]["bandwidth_gbps"] = 0.064
+    d["services"][0]["bytes_per_token"] = 1000
+    inst = instance_from_dict(d)
+    model, out = solved(d)
+    assert out.objective == pytest.approx(56.0)
+    direct = lp_duals(model, period_hours=2.0)
+    bw = direct[direct["kind"] == "bandwidth"]
+    assert bw["link"].tolist() == [0]
+    assert bw["marginal_usd_per_unit_h"].iloc[0] == pytest.approx(125.0)
+    result = allocator.solve(inst, duals=True)
+    bw = result.frames["duals"][result.frames["duals"]["kind"] == "bandwidth"]
+    assert bw["link"].tolist() == [0]
+    assert bw["marginal_usd_per_unit_h"].iloc[0] == pytest.approx(125.0)
+    back = read_schedule(result.export(tmp_path / "s"))
+    csv_bw = back.frames["duals"][back.frames["duals"]["kind"] == "bandwidth"]
+    assert csv_bw["link"].tolist() == [0]
+    totals = dual_totals(bw, period_hours=2.0)
+    assert totals["link"].tolist() == [0] and totals["total_usd_per_unit"].tolist() == pytest.approx([250.0])
+
+
+def test_documented_dotted_dual_totals_works():
+    import allocator
+    import allocator.solve
+
+    assert allocator.solve.dual_totals is dual_totals and allocator.solve.lp_duals is lp_duals
+    assert allocator.dual_totals is dual_totals

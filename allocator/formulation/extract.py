@@ -1,44 +1,24 @@
-"""Read a solved model back into the tables of docs/schedule-format.md.
+"""Read a solved model's decisions, and put a plan's decisions back into a model.
 
-Decisions are read from the variables and rounded (binaries and integers to whole numbers,
-tokens/s below 1e-6 to zero); every derived figure (GPUs in use, on-demand GPUs, power,
-energy, emissions, traffic, egress, costs) is then recomputed from those rounded decisions
-with the definitions of the schedule format, so the exported tables and the cost breakdown
-agree with what the verifier recomputes even when the solver stopped at an incumbent whose
-continuous variables are not tight (e.g. on-demand above what is in use).
+``decisions_from_model`` reads the decision variables and rounds them (binaries and integers
+to whole numbers, tokens/s below 1e-6 to zero); every derived figure (GPUs in use, on-demand
+GPUs, power, energy, emissions, traffic, egress, costs) is then computed from those rounded
+decisions by allocator.derive, the one derivation every route uses, so the exported tables
+and the cost breakdown agree with what the verifier recomputes even when the solver stopped
+at an incumbent whose continuous variables are not tight (e.g. on-demand above what is in use).
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from allocator.derive import TOKENS_TOL, costs_from_frames, derive_frames
 from allocator.formulation.common import KTOK, all_placements, col_rows
-from allocator.indexing import GB_PER_TB, Index
+from allocator.indexing import Index
 from allocator.results import COST_TERMS
 from allocator.schema import Instance
-
-TOKENS_TOL = 1e-6
-
-TRAINING_COLUMNS = ["job", "option", "site", "provider", "gpu_type", "gpus", "start_period",
-                    "end_period", "start_time", "end_time", "hours", "tardiness_h", "site_extra_usd",
-                    "tardiness_usd", "egress_usd"]
-INFERENCE_COLUMNS = ["service", "region", "site", "gpu_type", "period", "tokens_per_s", "gpus"]
-INFERENCE_GPUS_COLUMNS = ["service", "site", "gpu_type", "period", "gpus"]
-UNSERVED_COLUMNS = ["service", "region", "period", "demand_tokens_per_s", "served_tokens_per_s",
-                    "unserved_tokens_per_s"]
-SITE_GPUS_COLUMNS = ["site", "gpu_type", "period", "gpus_training", "gpus_inference", "gpus_in_use",
-                     "gpus_available", "gpus_reserved", "gpus_ondemand"]
-SITES_COLUMNS = ["site", "provider", "period", "power_mw", "power_cap_mw", "energy_mwh", "emissions_t",
-                 "energy_usd", "reserved_lease_usd", "ondemand_lease_usd", "cost_usd"]
-LINKS_COLUMNS = ["link", "a", "b", "period", "traffic_gbps", "bandwidth_gbps", "egress_gb", "egress_usd"]
-
-
-def _iso(ts) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _values(var) -> np.ndarray:
@@ -70,192 +50,31 @@ def _gpus_inf(model, index: Index) -> pd.DataFrame:
     return sp[sp["gpus"] > 0].reset_index(drop=True)
 
 
-def extract_frames(model, inst: Instance, index: Index) -> dict[str, pd.DataFrame]:
-    """The schedule tables (training, inference, inference_gpus, unserved, site_gpus, sites,
-    links) of a solved model; see docs/schedule-format.md for every column."""
-    T, H = index.periods, index.period_hours
-    sites = {s.id: s for s in inst.sites}
-    jobs = {j.id: j for j in inst.jobs}
-    svc = {v.id: v for v in inst.services}
-    start = inst.horizon.start
+def decisions_from_model(model, index: Index) -> dict[str, pd.DataFrame]:
+    """The decision tables (allocator.outcome) of a solved model, rounded: binaries and
+    integers to whole numbers, tokens/s below TOKENS_TOL to zero."""
     placed = _placed(model)
     flows = _serve(model, index)
     held = _gpus_inf(model, index)
-
-    # training
-    tr = pd.DataFrame({
-        "job": placed["j"].astype(str),
-        "option": placed["o"].astype(np.int64),
-        "site": placed["s"].astype(str),
-        "provider": [sites[s].provider for s in placed["s"]],
-        "gpu_type": placed["g"].astype(str),
-        "gpus": placed["gpus"].astype(np.int64),
-        "start_period": placed["t"].astype(np.int64),
-        "end_period": placed["end"].astype(np.int64),
-        "start_time": [_iso(start + timedelta(hours=int(t) * H)) for t in placed["t"]],
-        "end_time": [_iso(start + timedelta(hours=int(e) * H)) for e in placed["end"]],
-        "hours": [float(jobs[j].options[int(o)].hours) for j, o in zip(placed["j"], placed["o"], strict=True)],
-        "tardiness_h": placed["tardiness_h"].astype(float),
-        "site_extra_usd": placed["site_extra_usd"].astype(float),
-        "tardiness_usd": placed["tardiness_usd"].astype(float),
-        "egress_usd": placed["egress_usd"].astype(float),
-    }, columns=TRAINING_COLUMNS)
-
-    # inference_gpus and inference
-    ig = pd.DataFrame({"service": held["v"].astype(str), "site": held["s"].astype(str),
-                       "gpu_type": held["g"].astype(str), "period": held["t"].astype(np.int64),
-                       "gpus": held["gpus"].astype(np.int64)}, columns=INFERENCE_GPUS_COLUMNS)
-    gp = {(v, s, g, int(t)): int(n) for v, s, g, t, n in
-          col_rows(held, ["v", "s", "g", "t", "gpus"])}
-    inf = pd.DataFrame({
-        "service": flows["v"].astype(str), "region": flows["r"].astype(str),
-        "site": flows["s"].astype(str), "gpu_type": flows["g"].astype(str),
-        "period": flows["t"].astype(np.int64), "tokens_per_s": flows["tokens_per_s"].astype(float),
-        "gpus": [gp.get((v, s, g, int(t)), 0) for v, s, g, t in
-                 zip(flows["v"], flows["s"], flows["g"], flows["t"], strict=True)],
-    }, columns=INFERENCE_COLUMNS)
-    inf["gpus"] = inf["gpus"].astype(np.int64)
-
-    # unserved: every (v, r, t) with demand > 0 or with traffic
-    served = flows.groupby(["v", "r", "t"], as_index=False)["tokens_per_s"].sum()
-    un = index.demands.merge(served, on=["v", "r", "t"], how="outer")
-    un["demand"] = un["demand"].fillna(0.0)
-    un["tokens_per_s"] = un["tokens_per_s"].fillna(0.0)
-    un = un.sort_values(["v", "r", "t"]).reset_index(drop=True)
-    unserved = pd.DataFrame({
-        "service": un["v"].astype(str), "region": un["r"].astype(str), "period": un["t"].astype(np.int64),
-        "demand_tokens_per_s": un["demand"].astype(float),
-        "served_tokens_per_s": un["tokens_per_s"].astype(float),
-        "unserved_tokens_per_s": (un["demand"] - un["tokens_per_s"]).clip(lower=0.0).astype(float),
-    }, columns=UNSERVED_COLUMNS)
-
-    # site_gpus: every pool x period
-    pools = index.pools
-    P, G = len(pools), np.arange(T)
-    pool_pos = {(s, g): i for i, (s, g) in enumerate(zip(pools["s"], pools["g"], strict=True))}
-    train_use = np.zeros((P, T), dtype=np.int64)
-    for s, g, t, e, n in col_rows(placed, ["s", "g", "t", "end", "gpus"]):
-        train_use[pool_pos[s, g], int(t):int(e)] += int(n)
-    inf_use = np.zeros((P, T), dtype=np.int64)
-    for s, g, t, n in col_rows(held, ["s", "g", "t", "gpus"]):
-        inf_use[pool_pos[s, g], int(t)] += int(n)
-    in_use = train_use + inf_use
-    avail = pools["available"].to_numpy(dtype=np.int64)[:, None]
-    reserved = pools["reserved"].to_numpy(dtype=np.int64)[:, None]
-    ondemand = np.maximum(0, in_use - reserved)
-    site_gpus = pd.DataFrame({
-        "site": np.repeat(pools["s"].to_numpy(dtype=object), T).astype(str),
-        "gpu_type": np.repeat(pools["g"].to_numpy(dtype=object), T).astype(str),
-        "period": np.tile(G, P).astype(np.int64),
-        "gpus_training": train_use.ravel(), "gpus_inference": inf_use.ravel(),
-        "gpus_in_use": in_use.ravel(), "gpus_available": np.repeat(avail[:, 0], T),
-        "gpus_reserved": np.repeat(reserved[:, 0], T), "gpus_ondemand": ondemand.ravel(),
-    }, columns=SITE_GPUS_COLUMNS)
-
-    # sites: every site x period
-    mw_per_gpu = pools["mw_per_gpu"].to_numpy(dtype=float)[:, None]
-    pool_mw = in_use * mw_per_gpu
-    pool_od_usd = ondemand * pools["ondemand_price_usd_per_gpu_h"].to_numpy(dtype=float)[:, None] * H
-    pool_res_usd = (pools["reserved"] * pools["reserved_price_usd_per_gpu_h"]).to_numpy(dtype=float) * H
-    rows = []
-    sp = index.site_periods.sort_values(["s", "t"])
-    series = {s: g for s, g in sp.groupby("s", sort=False)}
-    for site in inst.sites:
-        idx = [i for i, s in enumerate(pools["s"]) if s == site.id]
-        power = pool_mw[idx].sum(axis=0) if idx else np.zeros(T)
-        od = pool_od_usd[idx].sum(axis=0) if idx else np.zeros(T)
-        res = float(pool_res_usd[idx].sum()) if idx else 0.0
-        ser = series[site.id]
-        cap = ser["power_cap_mw"].to_numpy(dtype=float)
-        price = ser["energy_price_usd_per_mwh"].to_numpy(dtype=float)
-        carbon = ser["carbon_g_per_kwh"].to_numpy(dtype=float)
-        energy = power * H
-        energy_usd = energy * price
-        rows.append(pd.DataFrame({
-            "site": site.id, "provider": site.provider, "period": G.astype(np.int64),
-            "power_mw": power, "power_cap_mw": cap, "energy_mwh": energy,
-            "emissions_t": energy * carbon / 1000.0, "energy_usd": energy_usd,
-            "reserved_lease_usd": np.full(T, res), "ondemand_lease_usd": od,
-            "cost_usd": energy_usd + res + od,
-        }))
-    sites_df = pd.concat(rows, ignore_index=True)[SITES_COLUMNS] if rows else \
-        pd.DataFrame(columns=SITES_COLUMNS)
-    for c in ("site", "provider"):
-        sites_df[c] = sites_df[c].astype(str)
-
-    links_df = _links_frame(inst, index, placed, flows, svc)
-    return {"training": tr, "inference": inf, "inference_gpus": ig, "unserved": unserved,
-            "site_gpus": site_gpus, "sites": sites_df, "links": links_df}
-
-
-def _links_frame(inst: Instance, index: Index, placed: pd.DataFrame, flows: pd.DataFrame,
-                 svc: dict) -> pd.DataFrame:
-    T, H = index.periods, index.period_hours
-    L = len(inst.links)
-    traffic = np.zeros((L, T))
-    gb = np.zeros((L, T))
-    jobs = {j.id: j for j in inst.jobs}
-    for j, t, e, d, gbps, links in col_rows(placed, ["j", "t", "end", "d", "staging_gbps", "links"]):
-        if not links or gbps <= 0:
-            continue
-        per_period_gb = jobs[j].dataset_tb * GB_PER_TB / int(d)
-        for lk in links:
-            traffic[lk, int(t):int(e)] += gbps
-            gb[lk, int(t):int(e)] += per_period_gb
-    if len(flows):
-        f = flows.merge(index.flows[["v", "r", "s", "g", "links"]], on=["v", "r", "s", "g"], how="left")
-        for v, t, tps, links in col_rows(f, ["v", "t", "tokens_per_s", "links"]):
-            bpt = svc[v].bytes_per_token
-            for lk in links:
-                traffic[lk, int(t)] += tps * bpt * 8.0 / 1e9
-                gb[lk, int(t)] += tps * bpt * 3600.0 * H / 1e9
-    rows = []
-    for lk, link in enumerate(inst.links):
-        if link.bandwidth_gbps is not None:
-            ts = np.arange(T)
-        else:
-            ts = np.flatnonzero((traffic[lk] > 0) | (gb[lk] > 0))
-        if not len(ts):
-            continue
-        rows.append(pd.DataFrame({
-            "link": np.int64(lk), "a": link.a, "b": link.b, "period": ts.astype(np.int64),
-            "traffic_gbps": traffic[lk, ts],
-            "bandwidth_gbps": np.nan if link.bandwidth_gbps is None else float(link.bandwidth_gbps),
-            "egress_gb": gb[lk, ts], "egress_usd": gb[lk, ts] * link.egress_usd_per_gb,
-        }))
-    if not rows:
-        out = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-            LINKS_COLUMNS, ["int64", "str", "str", "int64", "float64", "float64", "float64", "float64"],
-            strict=True)})
-        return out
-    out = pd.concat(rows, ignore_index=True)[LINKS_COLUMNS]
-    out["link"] = out["link"].astype(np.int64)
-    out["a"] = out["a"].astype(str)
-    out["b"] = out["b"].astype(str)
-    out["bandwidth_gbps"] = out["bandwidth_gbps"].astype(float)
-    return out
-
-
-def costs_from_frames(inst: Instance, frames: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """The cost terms of docs/schedule-format.md recomputed from the extracted tables."""
-    H = inst.horizon.period_hours
-    sites, tr, un, links = frames["sites"], frames["training"], frames["unserved"], frames["links"]
-    svc = {v.id: v for v in inst.services}
-    placed = set(tr["job"])
-    emissions = float(sites["emissions_t"].sum())
-    pen = un["service"].map({v: svc[v].unserved_usd_per_mtok for v in svc}).astype(float) \
-        if len(un) else pd.Series(dtype=float)
     return {
-        "reserved_lease": float(sites["reserved_lease_usd"].sum()),
-        "ondemand_lease": float(sites["ondemand_lease_usd"].sum()),
-        "energy": float(sites["energy_usd"].sum()),
-        "egress": float(links["egress_usd"].sum()),
-        "site_extra": float(tr["site_extra_usd"].sum()),
-        "tardiness": float(tr["tardiness_usd"].sum()),
-        "unserved": float((un["unserved_tokens_per_s"] * 3600.0 * H / 1e6 * pen).sum()) if len(un) else 0.0,
-        "dropped_value": float(sum(j.value_usd for j in inst.jobs if not j.mandatory and j.id not in placed)),
-        "carbon": inst.carbon_price_usd_per_t * emissions,
+        "training": pd.DataFrame({
+            "job": placed["j"].astype(str), "option": placed["o"].astype(np.int64),
+            "site": placed["s"].astype(str), "gpu_type": placed["g"].astype(str),
+            "gpus": placed["gpus"].astype(np.int64), "start_period": placed["t"].astype(np.int64)}),
+        "inference_gpus": pd.DataFrame({
+            "service": held["v"].astype(str), "site": held["s"].astype(str),
+            "gpu_type": held["g"].astype(str), "period": held["t"].astype(np.int64),
+            "gpus": held["gpus"].astype(np.int64)}),
+        "inference": pd.DataFrame({
+            "service": flows["v"].astype(str), "region": flows["r"].astype(str),
+            "site": flows["s"].astype(str), "gpu_type": flows["g"].astype(str),
+            "period": flows["t"].astype(np.int64), "tokens_per_s": flows["tokens_per_s"].astype(float)}),
     }
+
+
+def extract_frames(model, inst: Instance, index: Index) -> dict[str, pd.DataFrame]:
+    """The schedule tables of a solved model: its decisions, derived by allocator.derive."""
+    return derive_frames(inst, index, decisions_from_model(model, index))
 
 
 def extract_costs(model, inst: Instance | None = None, index: Index | None = None) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """Inference: demand per service, region and period served by sites within the latency SLO,
-on whole GPUs, or counted unserved at its penalty; optional N+1 redundancy.
+on whole GPUs, or counted unserved at its penalty; optional N+1 redundancy per region.
 
 Sets
     SERVE_KEYS        (v, r, s, g, t): FLOWS (site s within the SLO of region r, GPU type g
@@ -14,19 +14,30 @@ Variables
 Constraints
     inference_demand[v,r,t]:     sum_{s,g} serve[v,r,s,g,t] + unserved[v,r,t] == demand(v,r,t)
     inference_capacity[v,s,g,t]: sum_r serve[v,r,s,g,t] <= tokens_per_s_per_gpu(v,g) * gpus_inf[v,s,g,t]
-    inference_redundancy[v,s,t]  (services with redundancy, every site s that may serve v at t):
-        sum_{s' != s, g} tokens_per_s_per_gpu(v,g) * gpus_inf[v,s',g,t]
-            >= sum_{r,s'',g} serve[v,r,s'',g,t]
-        written with the demand rows' identity sum serve = sum_r (demand - unserved), as
-        sum_{s' != s, g} tokens_per_s_per_gpu(v,g) * gpus_inf[v,s',g,t] + sum_r unserved[v,r,t]
-            >= sum_r demand(v,r,t)
-        (a few nonzeros per row instead of every serve variable of v in t);
-        i.e. if site s is lost, the GPUs v holds elsewhere could carry all of v's served
-        traffic. The check is aggregate over regions, not per region: the surviving sites
-        need not be within the SLO of every region the lost site served.
+    inference_redundancy[v,r,s,t]  (services with redundancy; every demand (v, r, t) and every
+                      site s within r's SLO that may serve it): after losing site s, the GPUs
+                      v holds at the other sites within r's SLO can carry r's served traffic:
+        sum_{(s',g) in reach(v,r), s' != s} tps(v,s',g) * gpus_inf[v,s',g,t] >= sum_{s'',g} serve[v,r,s'',g,t]
+        written with the demand row's identity sum serve = demand - unserved, as
+        sum_{(s',g) in reach(v,r), s' != s} tps(v,s',g) * gpus_inf[v,s',g,t] + unserved[v,r,t]
+            >= demand(v,r,t)
+        (reach(v,r) = the (site, type) pairs of v's serve keys for r; a few nonzeros per row).
+    inference_redundancy_all[v,s,t]  (services with redundancy and two or more demanded regions
+                      in t, every site s that may serve v in t): the surviving sites together
+                      can carry all of v's served traffic at once (a surviving site shared by
+                      several regions is not counted once per region):
+        sum_{(s',g) in reach(v,r) for some demanded r, s' != s} tps(v,s',g) * gpus_inf[v,s',g,t]
+            + sum_r unserved[v,r,t] >= sum_r demand(v,r,t)
+        (capacity that can serve none of the regions demanded in t is no failover)
+    Both are conditions for re-routing v's served traffic over the surviving sites within the
+    SLO after any one site is lost (a transportation problem; by Hall's theorem it is feasible
+    iff every set of regions fits the surviving capacity within its SLO): the rows are those
+    sets of one region and of all regions, which is exact for a service with one or two
+    demanded regions per period. With three or more, sets of two or more regions that are
+    not all of them are not checked.
 
-A service that only one site can serve, with redundancy on, can serve nothing: all its
-demand is unserved (N+1 needs a second site).
+A region that only one site can serve (within its SLO), with redundancy on, is served
+nothing: all its demand is unserved (N+1 needs a second site within the SLO).
 """
 
 from __future__ import annotations
@@ -105,27 +116,41 @@ def add_inference(model, inst: Instance, index: Index, options: SolveOptions) ->
         cap_rows[v, s, g, t][0] + [-tps[v, s, g] / KTOK * c for c in inf_terms[v, s, g, t][0]],
         cap_rows[v, s, g, t][1] + inf_terms[v, s, g, t][1]) <= 0)
 
-    # inference_redundancy, with total served = total demand - total unserved
+    # inference_redundancy (per region) and inference_redundancy_all (all regions at once),
+    # with served = demand - unserved
     red = set(index.redundant_services)
-    red_rows: dict[tuple, object] = {}
+    reg_rows: dict[tuple, object] = {}
+    all_rows: dict[tuple, object] = {}
     if red and len(sp):
-        unserved_by_vt: dict[tuple, list] = {}
-        dem_by_vt: dict[tuple, float] = {}
-        for (v, r, t), x in model.unserved.items():
-            if v in red:
-                unserved_by_vt.setdefault((v, t), []).append(x)
-                dem_by_vt[v, t] = dem_by_vt.get((v, t), 0.0) + kdem[v, r, t]
-        cap_by_vt: dict[tuple, list] = {}
-        for (v, s, g, t), (cs, xs) in inf_terms.items():
-            if v in red:
-                for c, x in zip(cs, xs, strict=True):
-                    cap_by_vt.setdefault((v, t), []).append((s, tps[v, s, g] / KTOK * c, x))
-        for (v, t), caps in cap_by_vt.items():
-            uns = unserved_by_vt.get((v, t), [])
+        # capacity terms of v per region it may serve: (v, r, t) -> [(s, coef, gpus_inf var)]
+        pairs = serve[serve["v"].isin(red)][["v", "r", "s", "g", "t"]].drop_duplicates()
+        reach: dict[tuple, list] = {}
+        for v, r, s, g, t in pairs.itertuples(index=False):
+            c, x = tps[v, s, g] / KTOK, inf_terms[v, s, g, t][1][0]
+            reach.setdefault((v, r, t), []).append((s, c, x))
+        for (v, r, t), caps in reach.items():
             for lost in sorted({s for s, _, _ in caps}):
                 other = [(c, x) for s, c, x in caps if s != lost]
-                red_rows[(v, lost, t)] = linear(
-                    [c for c, _ in other] + [1.0] * len(uns),
-                    [x for _, x in other] + uns) >= dem_by_vt.get((v, t), 0.0)
-    model.REDUNDANCY_ROWS = pyo.Set(initialize=sorted(red_rows), dimen=3, ordered=True)
-    model.inference_redundancy = pyo.Constraint(model.REDUNDANCY_ROWS, rule=lambda m, v, s, t: red_rows[v, s, t])
+                reg_rows[v, r, lost, t] = linear(
+                    [c for c, _ in other] + [1.0], [x for _, x in other] + [model.unserved[v, r, t]]
+                ) >= kdem[v, r, t]
+        regions_of: dict[tuple, list] = {}
+        for (v, r, t) in reach:
+            regions_of.setdefault((v, t), []).append(r)
+        for (v, t), regions in regions_of.items():
+            if len(regions) < 2:
+                continue  # one region: its own rows say it all
+            # the pools that may serve one of the regions, each once
+            caps = list({id(x): (s, c, x) for r in regions for s, c, x in reach[v, r, t]}.values())
+            uns = [model.unserved[v, r, t] for r in regions]
+            total = sum(kdem[v, r, t] for r in regions)
+            for lost in sorted({s for s, _, _ in caps}):
+                other = [(c, x) for s, c, x in caps if s != lost]
+                all_rows[v, lost, t] = linear(
+                    [c for c, _ in other] + [1.0] * len(uns), [x for _, x in other] + uns) >= total
+    model.REDUNDANCY_ROWS = pyo.Set(initialize=sorted(reg_rows), dimen=4, ordered=True)
+    model.inference_redundancy = pyo.Constraint(
+        model.REDUNDANCY_ROWS, rule=lambda m, v, r, s, t: reg_rows[v, r, s, t])
+    model.REDUNDANCY_ALL_ROWS = pyo.Set(initialize=sorted(all_rows), dimen=3, ordered=True)
+    model.inference_redundancy_all = pyo.Constraint(
+        model.REDUNDANCY_ALL_ROWS, rule=lambda m, v, s, t: all_rows[v, s, t])
