@@ -5,7 +5,7 @@ Stages, each timed and each a public function of its own module:
     load (allocator.io)  ->  validate (allocator.validate.check)  ->  Network  ->  build_index
     ->  estimate_size  ->  strategy, returning an Outcome (allocator.pipeline: mip =
     build_model + solve_model + extract.decisions_from_model; greedy =
-    heuristics.greedy_outcome; lns = largescale.solve_lns)  ->  derive (allocator.derive:
+    heuristics.greedy_outcome; lns = lns.solve_lns)  ->  derive (allocator.derive:
     tables, costs, emissions from the decisions)  ->  pipeline.build_result  ->  Result
 
 One Deadline (allocator.pipeline) is made from time_limit_s at the start and bounds every

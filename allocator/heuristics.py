@@ -519,7 +519,7 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
 
     ``prefer`` = (LP value, reduced cost), one entry per row of ``index.placements``, turns
     the planner into LP rounding: each job takes its feasible start with the largest LP
-    value, then the lowest reduced cost (allocator.largescale)."""
+    value, then the lowest reduced cost (allocator.lns)."""
     t0 = time.perf_counter()
     if index is None:
         index = build_index(inst, net or Network(inst))

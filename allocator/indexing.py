@@ -569,22 +569,44 @@ def build_index(inst: Instance, net: Network | None = None) -> Index:
     )
 
 
+#: usage form "auto" writes running totals from this many nonzeros of the expanded usage
+#: terms (sum over starts of their duration) up: below it the expanded rows are kept, which
+#: the golden LP files and the small instances' HiGHS times were measured on
+RUNNING_FROM_TERMS = 100_000
+
+
+def usage_form(index: Index, usage: str = "auto") -> str:
+    """"running" or "expanded": the form of the usage rows (see ``ensure_gpus_in_use``).
+    "auto" picks running totals when the expanded usage terms reach RUNNING_FROM_TERMS."""
+    if usage not in ("auto", "running", "expanded"):
+        raise ValueError(f"unknown usage form {usage!r}; use auto, running or expanded")
+    if usage != "auto":
+        return usage
+    d = index.placements["d"].to_numpy(dtype=np.int64) if len(index.placements) else np.zeros(0)
+    return "running" if int(d.sum()) >= RUNNING_FROM_TERMS else "expanded"
+
+
 BYTES_PER_NONZERO = 200
 BYTES_PER_VARIABLE = 600
 BYTES_PER_CONSTRAINT = 500
 
 
-def estimate_size(index: Index, *, compact: bool = False) -> dict[str, int]:
+def estimate_size(index: Index, *, compact: bool | None = None) -> dict[str, int]:
     """Cheap size estimate of the model ``build_model`` would make (before building it).
 
-    A start variable appears in its assignment row, the objective, and per running period in
-    the GPU row, the on-demand row, the power row and each bandwidth row of its staging route;
-    a serve variable in its demand row, its capacity row, the redundancy rows and its links.
-    ``compact`` estimates the running-total arrays of the lns strategy instead
-    (allocator.largescale): a start appears only where it begins and ends, in the GPU total of
-    its pool and the staging total of each link, and each pool-period has a running total
-    (in its definition rows and the GPU, on-demand and power rows).
+    ``compact`` is the usage form: False the expanded rows, True the running totals, None
+    (default) the form ``build_model(usage="auto")`` picks (``usage_form``); the lns strategy
+    always builds the running form.
+    Expanded: a start variable appears in its assignment row, the objective, and per running
+    period in the GPU row, the on-demand row, the power row and each bandwidth row of its
+    staging route; a serve variable in its demand row, its capacity row, the redundancy rows
+    and its links. Running: a start appears only where it begins and ends, in the GPU total
+    (``use_running``) of its pool and the staging total (``staging_running``) of each link,
+    and each pool-period has a running total (in its definition rows and the GPU, on-demand
+    and power rows).
     """
+    if compact is None:
+        compact = usage_form(index) == "running"
     p = index.placements
     n_start = len(p)
     d = p["d"].to_numpy(dtype=np.int64) if n_start else np.zeros(0, dtype=np.int64)

@@ -7,7 +7,7 @@ outside a search: index, build, extraction, export) raises KeyboardInterrupt at 
 
     with interrupt.session():         # the API and the sweep: one per command
         ...
-        with interrupt.searching():   # solve.py and largescale.py around their searches
+        with interrupt.searching():   # solve.py and lns.py around their searches
             h.run()
         interrupt.check_abort()       # a second Ctrl-C came during the run: raise now
     interrupt.requested()             # did the user ask to stop?

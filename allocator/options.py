@@ -39,7 +39,7 @@ class SolveOptions:
     disabled_families  constraint families switched off by name (see formulation.FAMILIES)
     max_nonzeros   refuse to build a model estimated above this many nonzeros
     strategy       "mip" (HiGHS on the whole model), "lns" (large instances: LP bound plus
-                   fix-and-optimise on the compact arrays, allocator.largescale; cost only) or
+                   fix-and-optimise on the compiled formulation, allocator.lns; cost only) or
                    "auto": lns for the cost objective when the compact model is estimated at
                    AUTO_LNS_NONZEROS or more, mip otherwise (the result's options record
                    which one ran)

@@ -3,7 +3,7 @@ costs -> the one Result.
 
     strategy_outcome(name, ...)  the strategies: "mip" (allocator.solve.solve_model on the
                                  Pyomo model), "greedy" (heuristics.greedy_outcome),
-                                 "lns" (allocator.largescale.solve_lns)
+                                 "lns" (allocator.lns.solve_lns)
     check_options(opts)          every option a strategy does not honour is refused here
     build_result(...)            the one Result builder: tables and costs by
                                  allocator.derive, the objective recomputed for the mode,
@@ -121,31 +121,17 @@ def build_result(inst, index, opts: SolveOptions, outcome: Outcome, *,
                   explanation=list(outcome.explanation), frames=frames)
 
 
-def decisions_of(frames: dict) -> dict:
-    """The decision tables of a Result's frames."""
-    return {k: frames[k] for k in DECISION_TABLES if k in frames}
-
-
 def lns_outcome(inst, index, opts: SolveOptions, net=None) -> Outcome:
-    """The lns strategy. TEMPORARY shim: today's solve_lns returns a Result; its decision
-    tables are taken and everything else is derived again by build_result. Once solve_lns
-    returns an Outcome (the lns strategy on the compiled model) this passes it through, and
-    the Result branch goes."""
-    from allocator.largescale import solve_lns
+    """The lns strategy (allocator.lns, on the compiled formulation): its Outcome as it is,
+    with the default lns time limit when none is set."""
+    from allocator.lns import solve_lns
     from allocator.options import DEFAULT_LNS_LIMIT_S
     from allocator.solve import _hs
 
     if opts.time_limit_s is None:
         opts = opts.with_(time_limit_s=DEFAULT_LNS_LIMIT_S)
     _hs()  # the first Highs of the process, made with stdout silenced: no banner on stdout
-    got = solve_lns(inst, index, opts, net=net)
-    if isinstance(got, Outcome):
-        return got
-    stages = got.summary.get("stages", {}) if got.summary else {}
-    decisions = decisions_of(got.frames) if got.status.has_schedule else None
-    return Outcome(status=got.status, decisions=decisions, bound=got.bound, objective=got.objective,
-                   solver=got.solver, message=got.message, explanation=list(got.explanation),
-                   build_s=got.build_s, solve_s=got.solve_s, stages=stages)
+    return solve_lns(inst, index, opts, net=net)
 
 
 def mip_outcome(model, opts: SolveOptions, index, **solve_kw) -> tuple[Outcome, Any]:

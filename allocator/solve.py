@@ -21,6 +21,7 @@ reported in the sense of the model's objective.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -39,6 +40,8 @@ from allocator.results import Status
 if TYPE_CHECKING:  # Pyomo is imported when a solve runs, so ``import allocator`` stays light
     import pyomo.environ as pyo
     from pyomo.core.base.objective import ObjectiveData
+
+    from allocator.compiled import CompiledModel
 
 log = logging.getLogger(__name__)
 
@@ -228,89 +231,17 @@ class _Listener:
         )
 
 
-@dataclass
-class _Compiled:
-    """The active model as arrays, with the Pyomo objects behind each column and row."""
+def _compile(model: pyo.ConcreteModel, objectives: list[ObjectiveData]) -> CompiledModel:
+    """Compile the active constraints with the given objectives (in that order) active: the
+    one compile of allocator.compiled."""
+    from allocator.compiled import compile_model
 
-    columns: list  # VarData per column
-    rows: list  # RowEntry(constraint, bound_type) per row: 1 (<=), -1 (>=), 0 (==)
-    objectives: list  # ObjectiveData per row of c
-    c: np.ndarray  # dense (n_obj, n) in minimisation form
-    offset: np.ndarray  # (n_obj,) constant terms, minimisation form
-    senses: list[int]  # +1 minimise, -1 maximise, per objective
-    A: Any  # scipy csc (m, n)
-    col_lower: np.ndarray
-    col_upper: np.ndarray
-    row_lower: np.ndarray
-    row_upper: np.ndarray
-    integrality: np.ndarray  # int32, 1 for integer/binary columns
-
-    @property
-    def is_mip(self) -> bool:
-        return bool(self.integrality.any())
+    return compile_model(model, objectives)
 
 
-def _compile(model: pyo.ConcreteModel, objectives: list[ObjectiveData]) -> _Compiled:
-    """Compile the active constraints with the given objectives (in that order) active."""
-    import pyomo.environ as pyo
-    from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
-
-    was_active = {id(o): o.active for o in model.component_data_objects(pyo.Objective)}
-    for o in model.component_data_objects(pyo.Objective, active=True):
-        o.deactivate()
-    for o in objectives:
-        o.activate()
-    from allocator.formulation.common import gc_paused
-
-    try:
-        with gc_paused():  # the compiler too makes an object per nonzero
-            info = LinearStandardFormCompiler().write(model, mixed_form=True)
-    finally:
-        for o in model.component_data_objects(pyo.Objective):
-            o.activate() if was_active[id(o)] else o.deactivate()
-    cols = info.columns
-    n = len(cols)
-    lower = np.empty(n)
-    upper = np.empty(n)
-    integ = np.zeros(n, dtype=np.int32)
-    for i, v in enumerate(cols):
-        lb, ub = v.bounds
-        lower[i] = -_INF if lb is None else lb
-        upper[i] = _INF if ub is None else ub
-        if v.is_integer():
-            integ[i] = 1
-    kinds = np.fromiter((r.bound_type for r in info.rows), dtype=np.int8, count=len(info.rows))
-    rhs = np.asarray(info.rhs, dtype=float).reshape(-1)
-    row_lower = np.where(kinds <= 0, rhs, -_INF)
-    row_upper = np.where(kinds >= 0, rhs, _INF)
-    c = info.c.toarray() if n else np.zeros((len(info.objectives), 0))
-    offset = np.asarray(info.c_offset, dtype=float).reshape(-1)
-    # the compiler lists objectives in model order; put them in the order asked for
-    position = {id(o): i for i, o in enumerate(info.objectives)}
-    order = [position[id(o)] for o in objectives]
-    c, offset = c[order], offset[order]
-    senses = [1 if o.sense == pyo.minimize else -1 for o in objectives]
-    A = info.A.tocsc()
-    A.sort_indices()
-    return _Compiled(
-        columns=cols,
-        rows=info.rows,
-        objectives=list(objectives),
-        c=np.asarray(c, dtype=float),
-        offset=offset,
-        senses=senses,
-        A=A,
-        col_lower=lower,
-        col_upper=upper,
-        row_lower=row_lower,
-        row_upper=row_upper,
-        integrality=integ,
-    )
-
-
-def _pass(h, comp: _Compiled, k: int, *, integer: bool = True) -> None:
+def _pass(h, comp: CompiledModel, k: int, *, integer: bool = True) -> None:
     """Hand the compiled arrays to HiGHS with objective row k (minimisation form)."""
-    n, m = len(comp.columns), len(comp.rows)
+    n, m = len(comp.columns), comp.m
     A = comp.A
     integ = comp.integrality if integer else np.zeros(n, dtype=np.int32)
     status = h.passModel(
@@ -334,7 +265,33 @@ def _pass(h, comp: _Compiled, k: int, *, integer: bool = True) -> None:
         raise SolveError(f"HiGHS rejected the model: {status}")
 
 
-def _start_solution(h, comp: _Compiled) -> int:
+def highs_from_arrays(A, c, offset: float, col_lower, col_upper, row_lower, row_upper,
+                      integrality, *, time_limit: float | None = None, seed: int = 0,
+                      mip_gap: float = 1e-4, threads: int | None = None, verbose: bool = False):
+    """A silent ``highspy.Highs`` holding the minimisation of ``c x + offset`` over the given
+    arrays (A scipy csc); for strategies that solve pieces of a CompiledModel (the
+    neighbourhood search's sub-MIPs, its LP). Threads are fixed once per process, as for
+    every HiGHS object of this module."""
+    h = _new_highs(SolveOptions(mip_gap=float(mip_gap), seed=int(seed) % 2_000_000_000,
+                                threads=threads, verbose=verbose, time_limit_s=None))
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(max(time_limit, 0.01)))
+    n, m = A.shape[1], A.shape[0]
+    status = h.passModel(n, m, int(A.nnz), 1, 1, float(offset), np.ascontiguousarray(c, dtype=float),
+                         np.ascontiguousarray(col_lower, dtype=float),
+                         np.ascontiguousarray(col_upper, dtype=float),
+                         np.ascontiguousarray(row_lower, dtype=float),
+                         np.ascontiguousarray(row_upper, dtype=float),
+                         np.ascontiguousarray(A.indptr[:-1], dtype=np.int32),
+                         np.ascontiguousarray(A.indices, dtype=np.int32),
+                         np.ascontiguousarray(A.data, dtype=float),
+                         np.ascontiguousarray(integrality, dtype=np.int32))
+    if status != _hs().HighsStatus.kOk and status != _hs().HighsStatus.kWarning:
+        raise SolveError(f"HiGHS rejected the model: {status}")
+    return h
+
+
+def _start_solution(h, comp: CompiledModel) -> int:
     """Pass the current variable values (those that are set) as a MIP start; return how many."""
     idx, vals = [], []
     for i, v in enumerate(comp.columns):
@@ -377,7 +334,7 @@ class _Run:
     message: str = ""
 
 
-def _run(h, comp: _Compiled, k: int, options: SolveOptions, deadline: float | None,
+def _run(h, comp: CompiledModel, k: int, options: SolveOptions, deadline: float | None,
          *, mip: bool = True) -> _Run:
     """Run HiGHS and classify the outcome (values and bounds in minimisation form)."""
     hs = _hs()
@@ -427,12 +384,12 @@ def _run(h, comp: _Compiled, k: int, options: SolveOptions, deadline: float | No
     return _Run(status, obj, bound, seconds, raw, has_values, nodes, message)
 
 
-def _disambiguate(comp: _Compiled, k: int, options: SolveOptions, deadline: float | None):
+def _disambiguate(comp: CompiledModel, k: int, options: SolveOptions, deadline: float | None):
     """HiGHS said "infeasible or unbounded": solve the feasibility problem (zero objective) to
     tell which. Feasible then means unbounded."""
     remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
     h = _new_highs(options, time_limit=remaining)
-    zero = _Compiled(**{**comp.__dict__, "c": np.zeros((1, len(comp.columns))), "offset": np.zeros(1)})
+    zero = dataclasses.replace(comp, c=np.zeros((1, comp.n)), offset=np.zeros(1))
     _pass(h, zero, 0)
     with interrupt.searching():
         h.run()
@@ -446,17 +403,13 @@ def _disambiguate(comp: _Compiled, k: int, options: SolveOptions, deadline: floa
     return Status.UNBOUNDED, "HiGHS reports unbounded or infeasible and could not tell which"
 
 
-def _write_back(model: pyo.ConcreteModel, comp: _Compiled, col_value) -> None:
+def _write_back(model: pyo.ConcreteModel, comp: CompiledModel, col_value) -> None:
     """Set every compiled variable from HiGHS's column values; integers rounded. Variables the
     compiler dropped (in no active row or objective) and still unset get the value in their
     bounds closest to 0, so extraction never meets None."""
     import pyomo.environ as pyo
 
-    integ = comp.integrality
-    for i, (v, x) in enumerate(zip(comp.columns, col_value, strict=True)):
-        if integ[i]:
-            x = float(round(x))
-        v.set_value(float(x), skip_validation=True)
+    comp.load(col_value)
     for v in model.component_data_objects(pyo.Var, descend_into=True):
         if v.value is None and not v.fixed:
             lb, ub = v.bounds
@@ -528,7 +481,7 @@ def solve_model(
     h = _new_highs(options)
     _pass(h, comp, 0)
     handoff_s = time.perf_counter() - t0
-    size = {"columns": len(comp.columns), "rows": len(comp.rows), "nonzeros": int(comp.A.nnz),
+    size = {"columns": len(comp.columns), "rows": comp.m, "nonzeros": int(comp.A.nnz),
             "integer_columns": int(comp.integrality.sum())}
     if start and comp.is_mip:
         n_start = _start_solution(h, comp)
@@ -639,7 +592,7 @@ def _label(obj: ObjectiveData) -> str:
     return OBJECTIVE_LABELS.get(name, name)
 
 
-def _stage(comp: _Compiled, k: int, run: _Run) -> StageOutcome:
+def _stage(comp: CompiledModel, k: int, run: _Run) -> StageOutcome:
     sense = comp.senses[k] if comp.senses else 1
     obj = None if run.objective is None else sense * run.objective
     bound = None if run.bound is None else sense * run.bound
@@ -723,7 +676,7 @@ def lp_duals(
     # Per constraint: its upper-bound (or equality) row; a ">=" row only when it has no upper
     # bound (a ceiling written as cap - use >= 0).
     saved: dict[int, float] = {}
-    for i, row in enumerate(comp.rows):
+    for i, row in enumerate(comp.row_entries):
         con = row.constraint
         if con.parent_component().local_name not in DUAL_ROWS:
             continue

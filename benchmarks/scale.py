@@ -5,7 +5,7 @@
 Each size runs in its own process (so peak memory, ru_maxrss, is that size's own): generate
 (allocator.generate, seed 0), then allocator.solve (validate, index, Pyomo build, hand-off to
 HiGHS, solve, extract; the greedy plan stands in if HiGHS has none at the limit) or, with
---strategy lns, the large-instance strategy of allocator.largescale. The returned schedule
+--strategy lns, the large-instance strategy of allocator.lns. The returned schedule
 is exported and checked by the independent verifier (allocator.verify.verify_schedule, which
 reads only the instance and the exported files); ``verified`` says whether it passed. Per size it prints and writes: variables,
 constraints, nonzeros, build s, hand-off s, solve s, objective, bound, gap, peak memory MB,

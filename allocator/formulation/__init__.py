@@ -22,7 +22,7 @@ from allocator.formulation.objective import add_objective
 from allocator.formulation.power import add_power
 from allocator.formulation.replanning import add_replanning
 from allocator.formulation.training import add_training
-from allocator.indexing import Index
+from allocator.indexing import Index, usage_form
 from allocator.options import SolveOptions
 from allocator.schema import Instance
 
@@ -40,12 +40,20 @@ FAMILY_NAMES: tuple[str, ...] = tuple(name for name, _ in FAMILIES)
 
 
 def build_model(inst: Instance, index: Index, options: SolveOptions | None = None, *,
-                elastic: bool = False) -> pyo.ConcreteModel:
+                elastic: bool = False, usage: str = "auto",
+                unplaced_penalty: float | None = None) -> pyo.ConcreteModel:
     """Build the model of ``inst`` over the eligible tuples of ``index``.
 
     elastic=True adds penalised slack to the capacity, power, bandwidth, budget, mandatory
     assignment and hard-deadline rows (listed in ``model.SLACKS``) so that the model is
     always feasible and ``explain_slacks`` can say what cannot be met.
+    usage: the form of the GPU-usage and staging-traffic totals, "expanded" (a start is a
+    term of every period it runs in), "running" (running totals: a start is a term of two
+    rows) or "auto" (running from ``RUNNING_FROM_TERMS`` expanded terms); see
+    ``indexing.usage_form`` and docs/formulation.md.
+    unplaced_penalty: a cost per mandatory job left unplaced (``training_unplaced`` in [0, 1]
+    for every mandatory job): the neighbourhood search's model, in which any plan is
+    feasible; None (the default) keeps every mandatory job required.
     """
     options = options or SolveOptions()
     unknown = set(options.disabled_families) - set(FAMILY_NAMES)
@@ -53,6 +61,8 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
         raise ValueError(f"unknown constraint families {sorted(unknown)}; known: {', '.join(FAMILY_NAMES)}")
     model = pyo.ConcreteModel(name=inst.name)
     model.elastic = elastic
+    model._usage = usage_form(index, usage)
+    model._unplaced_penalty = unplaced_penalty
     model.SLACKS = []
     model._penalties = []
     model._placements = index.placements.iloc[0:0]

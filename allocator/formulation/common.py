@@ -120,31 +120,93 @@ def start_vars(model) -> list:
     return model._start_vars if hasattr(model, "start") else []
 
 
-def gpu_terms(model, index: Index) -> Terms:
-    """GPUs in use per (s, g, t): training gangs running plus inference GPUs held."""
+def gpu_terms(model, index: Index, *, training: bool = False) -> Terms:
+    """GPUs in use per (s, g, t): training gangs running plus inference GPUs held (only the
+    training gangs if ``training``), in the expanded form."""
     terms = Terms(["s", "g", "t"])
     if hasattr(model, "start"):
         p = all_placements(model)
         run = running(p)
         terms.add(run, run["i"].to_numpy(), p["gpus"].to_numpy(dtype=float)[run["i"].to_numpy()],
                   start_vars(model))
-    if hasattr(model, "gpus_inf"):
+    if hasattr(model, "gpus_inf") and not training:
         sp = index.service_periods
         terms.add(sp, np.arange(len(sp)), np.ones(len(sp)), var_list(model.gpus_inf))
     return terms
 
 
 
+def add_running_total(model, name: str, key_names: list[str], groups: pd.DataFrame,
+                      coefs: np.ndarray, positions: np.ndarray, variables: list,
+                      upper: dict[tuple, float], periods: int) -> dict[tuple, object]:
+    """Running totals R[key, t] = sum over terms active in t of coef * variable, written as
+
+        R[key,t] - R[key,t-1] - sum_{terms starting at t} coef * x + sum_{terms ending at t} coef * x = 0
+
+    (``<name>_running[key, t]``, one row per (key, t) where some term is active; R[key,t-1]
+    and the ending terms appear only where (key, t-1) and (key, t) are such periods: before
+    and after a gap nothing is active, so the total restarts from 0). ``groups`` has the
+    key columns and t0, t1 (active in t0 .. t1-1) per term; ``positions`` index
+    ``variables``. Exact: R is determined by the variables. Returns {(key..., t): R var}."""
+    if not len(groups):
+        return {}
+    t0 = groups["t0"].to_numpy(dtype=np.int64)
+    t1 = groups["t1"].to_numpy(dtype=np.int64)
+    kcode, kuniq = pd.factorize(pd.MultiIndex.from_frame(groups[key_names]), sort=True)
+    nk = len(kuniq)
+    busy = np.zeros((nk, periods + 1), dtype=bool)
+    d = t1 - t0
+    rows = np.repeat(np.arange(len(t0)), d)
+    off = np.arange(int(d.sum())) - np.repeat(np.cumsum(d) - d, d)
+    busy[kcode[rows], t0[rows] + off] = True
+    bk, bt = np.nonzero(busy[:, :periods])
+    pos = np.full((nk, periods + 1), -1, dtype=np.int64)
+    pos[bk, bt] = np.arange(len(bk))
+    keys = [(*kuniq[k], int(t)) for k, t in
+            zip(bk.tolist(), bt.tolist(), strict=True)]
+    setname = f"{name.upper()}_PERIODS"
+    model.add_component(setname, pyo.Set(initialize=keys, dimen=len(key_names) + 1, ordered=True))
+    total = pyo.Var(model.component(setname), domain=pyo.NonNegativeReals,
+                    bounds=lambda m, *k: (0.0, upper[k]))
+    model.add_component(name, total)
+    tv = list(total.values())
+    prev = np.where(bt > 0, pos[bk, np.maximum(bt - 1, 0)], -1)
+    has_prev = prev >= 0
+    end_row = pos[kcode, t1]
+    ends = end_row >= 0
+    r = np.concatenate([np.arange(len(bk)), np.flatnonzero(has_prev), pos[kcode, t0], end_row[ends]])
+    v_idx = np.concatenate([np.arange(len(bk)), prev[has_prev], -1 - positions, -1 - positions[ends]])
+    c = np.concatenate([np.ones(len(bk)), -np.ones(int(has_prev.sum())), -coefs, coefs[ends]])
+    order = np.argsort(r, kind="stable")
+    r, v_idx, c = r[order], v_idx[order], c[order]
+    cuts = np.searchsorted(r, np.arange(len(bk) + 1))
+    v_list, c_list = v_idx.tolist(), c.tolist()
+    data = {}
+    for i, key in enumerate(keys):
+        a, b = int(cuts[i]), int(cuts[i + 1])
+        vs = [tv[k] if k >= 0 else variables[-1 - k] for k in v_list[a:b]]
+        data[key] = linear(c_list[a:b], vs) == 0
+    model.add_component(f"{name}_running", pyo.Constraint(model.component(setname),
+                                                            rule=lambda m, *k: data[k]))
+    return dict(zip(keys, tv, strict=True))
+
+
 def ensure_gpus_in_use(model, inst: Instance, index: Index) -> None:
     """``gpus_in_use[s,g,t]`` Expression over the (pool, period) keys that have any usage,
     and ``model._max_use[s,g,t]``: an upper bound of it from data (each job counted once with
-    its largest gang running there, plus the upper bounds of the inference GPUs)."""
+    its largest gang running there, plus the upper bounds of the inference GPUs).
+
+    Two forms, the same values (``model._usage``, chosen by ``usage_form``):
+    expanded  gpus_in_use[s,g,t] = sum_{starts running at t} gpus * start + sum_v gpus_inf
+              (a start of duration d is a term of the d periods it runs in)
+    running   gpus_in_use[s,g,t] = use[s,g,t] + sum_v gpus_inf, with the running total
+              use[s,g,t] of the training GPUs defined by ``use_running`` rows
+              (``add_running_total``): a start is a term of two rows whatever its duration."""
     if hasattr(model, "gpus_in_use"):
         return
-    data = {key: linear(c, v) for key, c, v in gpu_terms(model, index).groups()}
-    model.GPU_PERIODS = pyo.Set(initialize=list(data), dimen=3, ordered=True)
-    model.gpus_in_use = pyo.Expression(model.GPU_PERIODS, initialize=data)
-    max_use = dict.fromkeys(data, 0.0)
+    running_form = getattr(model, "_usage", "expanded") == "running" and hasattr(model, "start")
+    max_use: dict[tuple, float] = {}
+    train_max: dict[tuple, float] = {}
     if hasattr(model, "start"):
         p = all_placements(model)
         run = running(p)
@@ -152,7 +214,32 @@ def ensure_gpus_in_use(model, inst: Instance, index: Index) -> None:
         run["gpus"] = p["gpus"].to_numpy()[run["i"].to_numpy()]
         per_job = run.groupby(["s", "g", "t", "j"], sort=False)["gpus"].max()
         for key, val in per_job.groupby(level=[0, 1, 2], sort=False).sum().items():
-            max_use[key] += float(val)
+            train_max[key] = float(val)
+    if running_form:
+        p = all_placements(model)
+        avail = {(s, g): a for s, g, a in col_rows(index.pools, ["s", "g", "available"])}
+        upper = {k: (u if model.elastic else min(u, float(avail[k[0], k[1]])))
+                 for k, u in train_max.items()}
+        groups = pd.DataFrame({"s": p["s"].to_numpy(), "g": p["g"].to_numpy(),
+                               "t0": p["t"].to_numpy(dtype=np.int64),
+                               "t1": p["t"].to_numpy(dtype=np.int64) + p["d"].to_numpy(dtype=np.int64)})
+        use = add_running_total(model, "use", ["s", "g"], groups, p["gpus"].to_numpy(dtype=float),
+                                np.arange(len(p)), start_vars(model), upper, index.periods)
+        terms = Terms(["s", "g", "t"])
+        if use:
+            ukeys = pd.DataFrame(list(use), columns=["s", "g", "t"])
+            terms.add(ukeys, np.arange(len(use)), np.ones(len(use)), list(use.values()))
+    else:
+        terms = gpu_terms(model, index, training=True)
+    if hasattr(model, "gpus_inf"):
+        sp = index.service_periods
+        terms.add(sp, np.arange(len(sp)), np.ones(len(sp)), var_list(model.gpus_inf))
+    data = {key: linear(c, v) for key, c, v in terms.groups()}
+    model.GPU_PERIODS = pyo.Set(initialize=list(data), dimen=3, ordered=True)
+    model.gpus_in_use = pyo.Expression(model.GPU_PERIODS, initialize=data)
+    max_use = dict.fromkeys(data, 0.0)
+    for key, val in train_max.items():
+        max_use[key] += val
     if hasattr(model, "gpus_inf"):
         for (_v, s, g, t), x in model.gpus_inf.items():
             max_use[s, g, t] += float(x.ub)

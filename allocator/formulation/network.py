@@ -13,6 +13,12 @@ Sets
                          l is the link's 0-based position in the instance's links.
 Variables
     slack_gbps[l,t] >= 0 (elastic only)
+    staging[l,t] in [0, min(peak staging, bandwidth)] (running form only): the staging
+                         traffic on l in t as a running total, defined by
+    staging_running[l,t]: staging[l,t] - staging[l,t-1] - sum_{starts at t, l on route} gbps * start
+                         + sum_{starts ending at t, l on route} gbps * start == 0
+                         (see formulation.common.add_running_total; the bandwidth row then
+                         has staging[l,t] instead of the staging terms of every running start)
 Constraints
     network_bandwidth[l,t]:
         sum_{(j,o,s,t0) running at t, l on route(j -> s)} staging_gbps(j,o) * start[j,o,s,t0]
@@ -23,12 +29,14 @@ Constraints
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyomo.environ as pyo
 
 from allocator.formulation.common import (
     KTOK,
     Terms,
     add_row_slack,
+    add_running_total,
     all_placements,
     linear,
     penalty_weights,
@@ -41,12 +49,38 @@ from allocator.options import SolveOptions
 from allocator.schema import Instance
 
 
+def _staging_running(model, p, has, bw, peak, terms, periods) -> None:
+    """Running form: staging[l,t] = the staging traffic on link l in period t, a running total
+    (``staging_running`` rows, ``add_running_total``), is the staging term of the bandwidth
+    row: a start appears in two rows per link whatever its duration."""
+    pos = np.flatnonzero(has)
+    links = p["links"].to_numpy()[pos]
+    reps = np.array([len(x) for x in links], dtype=np.int64)
+    rep_pos = np.repeat(pos, reps)
+    rep_l = [lk for x in links for lk in x]
+    on = np.array([lk in bw for lk in rep_l], dtype=bool)
+    if not on.any():
+        return
+    rep_pos = rep_pos[on]
+    t0 = p["t"].to_numpy(dtype=np.int64)[rep_pos]
+    groups = pd.DataFrame({"l": [lk for lk, o in zip(rep_l, on, strict=True) if o], "t0": t0,
+                           "t1": t0 + p["d"].to_numpy(dtype=np.int64)[rep_pos]})
+    upper = {k: (v if model.elastic else min(v, bw[k[0]])) for k, v in peak.items() if k[0] in bw}
+    total = add_running_total(model, "staging", ["l"], groups,
+                              p["staging_gbps"].to_numpy(dtype=float)[rep_pos], rep_pos,
+                              start_vars(model), upper, periods)
+    if total:
+        keys = pd.DataFrame(list(total), columns=["l", "t"])
+        terms.add(keys, np.arange(len(total)), np.ones(len(total)), list(total.values()))
+
+
 def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> None:
     """One bandwidth row per capacitated link and period with possible traffic."""
     bw = {lk: b for lk, b in zip(index.links["l"], index.links["bandwidth_gbps"], strict=True)
           if b == b}  # NaN = unlimited
     terms = Terms(["l", "t"])
     peak: dict[tuple, float] = {}  # upper bound of each row's traffic from data
+    deferred = None  # running form: the staging totals, written once the rows are known
     if hasattr(model, "start"):
         p = all_placements(model)
         has = p["staging_gbps"].to_numpy(dtype=float) > 0
@@ -57,11 +91,15 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
             run = run.assign(pos=pos, links=p["links"].to_numpy()[pos]).explode("links")
             run = run[run["links"].isin(list(bw))].rename(columns={"links": "l"})
             coef = p["staging_gbps"].to_numpy(dtype=float)[run["pos"].to_numpy()]
-            terms.add(run, run["pos"].to_numpy(), coef, start_vars(model))
             per_job = run.assign(c=coef, j=p["j"].to_numpy()[run["pos"].to_numpy()]) \
                 .groupby(["l", "t", "j"])["c"].max().groupby(level=[0, 1]).sum()
             for k, x in per_job.items():
                 peak[k] = peak.get(k, 0.0) + float(x)
+            if model._usage == "running":
+                staging_peak = dict(peak)
+                deferred = (p, has)
+            else:
+                terms.add(run, run["pos"].to_numpy(), coef, start_vars(model))
     if hasattr(model, "serve") and len(index.serve):
         f = index.serve.merge(index.flows[["v", "r", "s", "g", "gbps_per_token_per_s", "links"]],
                               on=["v", "r", "s", "g"], how="left")
@@ -75,6 +113,10 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
             .groupby(["l", "t", "v", "r"])["c"].max().groupby(level=[0, 1]).sum()
         for k, x in top.items():
             peak[k] = peak.get(k, 0.0) + float(x)
+    if deferred is not None:
+        binding = {k[0] for k, x in peak.items() if model.elastic or x > bw[k[0]] + 1e-9}
+        _staging_running(model, *deferred, {k: b for k, b in bw.items() if k in binding},
+                         staging_peak, terms, index.periods)
     rows = {k: (c, v) for k, c, v in terms.groups()
             if model.elastic or peak.get(k, 0.0) > bw[k[0]] + 1e-9}
     order = {lk: i for i, lk in enumerate(index.links["l"].tolist())}

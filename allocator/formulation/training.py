@@ -7,7 +7,11 @@ Sets
 Variables
     start[j,o,s,t]      binary: job j starts with option o at site s in period t
     training_unplaced[j]  mandatory jobs with no placement: fixed at 0 (the row below is then
-                        infeasible); elastic model: every mandatory job, in [0, 1]
+                        infeasible); elastic model: every mandatory job, in [0, 1];
+                        with the ``unplaced_penalty`` option (the neighbourhood search's
+                        model): every mandatory job, in [0, 1], at that cost each in the
+                        objective (a plan that leaves a mandatory job out is feasible but
+                        far costlier than any that places it)
     slack_deadline_h[j] elastic model only: hours past a hard deadline
 Constraints
     training_assign[j]:       sum_{o,s,t} start[j,o,s,t] (+ training_unplaced[j]) == 1   (mandatory)
@@ -54,9 +58,14 @@ def add_training(model, inst: Instance, index: Index, options: SolveOptions) -> 
 
     # training_assign
     mand = [j for j in index.jobs if index.mandatory[j]]
-    slack_jobs = mand if model.elastic else [j for j in mand if j not in rows_of]
+    penalised = model._unplaced_penalty is not None and not model.elastic
+    slack_jobs = mand if model.elastic or penalised else [j for j in mand if j not in rows_of]
     model.UNPLACED_JOBS = pyo.Set(initialize=slack_jobs, ordered=True)
-    model.training_unplaced = pyo.Var(model.UNPLACED_JOBS, bounds=(0, 1 if model.elastic else 0))
+    model.training_unplaced = pyo.Var(model.UNPLACED_JOBS,
+                                      bounds=(0, 1 if model.elastic or penalised else 0))
+    if penalised:
+        model._penalties.append(("training_unplaced",
+                                 dict.fromkeys(slack_jobs, float(model._unplaced_penalty))))
     if model.elastic:
         add_slack(model, "training", "mandatory job not placed", model.training_unplaced)
     assign_jobs = [j for j in index.jobs if j in rows_of or j in model.UNPLACED_JOBS]
