@@ -20,7 +20,7 @@ from typing import Any
 
 from allocator.errors import InputError, Problem
 from allocator.options import SolveOptions
-from allocator.outcome import DECISION_TABLES, Outcome
+from allocator.outcome import Outcome
 from allocator.results import Result, Status
 
 #: options a strategy does not honour, refused with exit 2 when set away from their default
