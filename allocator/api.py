@@ -172,7 +172,7 @@ def _solve(instance, options, option_overrides) -> Result:
         from allocator.heuristics import greedy_outcome
 
         with clock("solve_s"):
-            outcome = greedy_outcome(inst, index, opts, net=net)
+            outcome = greedy_outcome(inst, index, opts, net=net, deadline=deadline.at)
         return _finish(build_result(inst, index, opts, outcome), base, timings, index=index)
 
     if opts.strategy == "lns":
@@ -222,7 +222,7 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
             and not interrupt.requested()):  # Ctrl-C: the user wants the incumbent now
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
-            outcome = _greedy_fallback(inst, index, opts, outcome, net)
+            outcome = _greedy_fallback(inst, index, opts, outcome, net, deadline)
     result = build_result(inst, index, opts, outcome)
     if plan is not None and result.status.has_schedule:
         result = _with_changes(result, inst, index, plan, opts, base)
@@ -385,7 +385,17 @@ def _check_size(size: dict[str, int], opts: SolveOptions, inst: Instance) -> Non
     )
 
 
-def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome: Outcome, net) -> Outcome:
+def _fallback_deadline(deadline: Deadline) -> float | None:
+    """When the greedy fallback must stop: HiGHS has used the whole limit by the time it
+    runs, so it gets a grace of a tenth of the limit (at least 5 s) past it; without that
+    it could never stand in for a HiGHS run that found nothing."""
+    if deadline.at is None:
+        return None
+    return max(deadline.at, time.perf_counter()) + max(5.0, 0.1 * deadline.seconds)
+
+
+def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome: Outcome, net,
+                     deadline: Deadline | None = None) -> Outcome:
     """The greedy plan in place of what HiGHS returned after a limit, when HiGHS has no
     schedule, or (single objectives only) a worse one; else ``outcome`` unchanged.
 
@@ -394,7 +404,8 @@ def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome: Outcome
     from allocator.derive import derive
     from allocator.heuristics import greedy_outcome
 
-    g = greedy_outcome(inst, index, opts, net=net)
+    g = greedy_outcome(inst, index, opts, net=net,
+                       deadline=None if deadline is None else _fallback_deadline(deadline))
     if not g.status.has_schedule:
         return outcome
     d = derive(inst, index, g.decisions)

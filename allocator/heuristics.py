@@ -316,11 +316,13 @@ def _latest_ends(inst: Instance, rows: dict[str, _JobRows], order: list[str],
 
 def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: dict[str, _JobRows],
                ends: dict[str, int], placed: list[int], unplaced: list[str],
-               required: set[str], prefer=None, latest_end: dict[str, int] | None = None) -> None:
+               required: set[str], prefer=None, latest_end: dict[str, int] | None = None,
+               deadline: float | None = None) -> None:
     latest_end = latest_end or {}
     preds = _predecessors(inst)
     value = {j.id: j.value_usd for j in inst.jobs}
     for j in jobs:
+        _check_deadline(deadline)
         jr = rows.get(j)
         if jr is None or any(p not in ends for p in preds.get(j, [])):
             unplaced.append(j)
@@ -342,7 +344,7 @@ def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: 
 # --------------------------------------------------------------------------- inference
 
 
-def _plan_inference(inst: Instance, index: Index, st: _State):
+def _plan_inference(inst: Instance, index: Index, st: _State, deadline: float | None = None):
     """Per period, serve each (service, region) from the cheapest reachable pools."""
     H = st.H
     flows, demands = index.flows, index.demands
@@ -391,6 +393,7 @@ def _plan_inference(inst: Instance, index: Index, st: _State):
         return max(0, min(int(st.avail[k] - st.gpus_used[k, t]), by_power))
 
     for t in range(st.T):
+        _check_deadline(deadline)
         todo = sorted(dem_by_t.get(t, []), key=lambda x: (-pen[x[0]], -x[2]))
         for v, r, demand in todo:
             rest = demand
@@ -508,8 +511,18 @@ def _cover_loss(v, t, pools, match, st, held, used_tok, served, cands, free_gpus
 # --------------------------------------------------------------------------- public API
 
 
+class GreedyTimeUp(Exception):  # noqa: N818 - a signal, not an error
+    """The greedy planner reached its deadline before its plan was complete."""
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.perf_counter() >= deadline:
+        raise GreedyTimeUp
+
+
 def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network | None = None,
-                    prefer: tuple[np.ndarray, np.ndarray] | None = None) -> GreedyPlan:
+                    prefer: tuple[np.ndarray, np.ndarray] | None = None,
+                    deadline: float | None = None) -> GreedyPlan:
     """The greedy plan of ``inst`` as decision tables (see the module docstring).
 
     Returns a GreedyPlan: a dict with ``training`` (job, option, site, gpu_type, gpus,
@@ -519,7 +532,10 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
 
     ``prefer`` = (LP value, reduced cost), one entry per row of ``index.placements``, turns
     the planner into LP rounding: each job takes its feasible start with the largest LP
-    value, then the lowest reduced cost (allocator.lns)."""
+    value, then the lowest reduced cost (allocator.lns).
+
+    ``deadline`` (a time.perf_counter() instant): past it the planner stops and raises
+    GreedyTimeUp, so a time limit bounds it too (it is checked once per job and per period)."""
     t0 = time.perf_counter()
     if index is None:
         index = build_index(inst, net or Network(inst))
@@ -534,15 +550,15 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
         placed: list[int] = []
         unplaced: list[str] = []
         _plan_jobs([j for j in order if j in required], inst, index, st, rows, ends, placed, unplaced,
-                   required, prefer, latest_end)
+                   required, prefer, latest_end, deadline)
         missing = [j for j in unplaced if j in required and j in rows]
         if not missing or first.issuperset(missing):
             break
         # the missing jobs and the jobs they wait for go first next time
         first = first | frozenset(_with_ancestors(missing, _predecessors(inst)))
-    held, served = _plan_inference(inst, index, st)
+    held, served = _plan_inference(inst, index, st, deadline)
     _plan_jobs([j for j in order if j not in required], inst, index, st, rows, ends, placed, unplaced,
-               required, prefer)
+               required, prefer, deadline=deadline)
     pl = index.placements.iloc[sorted(placed)] if placed else index.placements.iloc[0:0]
     training = pd.DataFrame({
         "job": pl["j"].astype(str).to_numpy(),
@@ -569,7 +585,8 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
     return GreedyPlan(frames, unplaced, time.perf_counter() - t0)
 
 
-def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Network | None = None):
+def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Network | None = None,
+                   deadline: float | None = None):
     """The greedy strategy: the greedy plan as an Outcome (feasible with no bound), within the
     instance's budget. Over the budget, optional jobs are dropped, the least valuable first,
     until the plan's spend fits; no_solution if a mandatory job could not be placed or the
@@ -582,7 +599,12 @@ def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Ne
     net = net or Network(inst)
     if index is None:
         index = build_index(inst, net)
-    plan = greedy_schedule(inst, index, net=net)
+    try:
+        plan = greedy_schedule(inst, index, net=net, deadline=deadline)
+    except GreedyTimeUp:
+        why = "the time limit ran out during the greedy planner"
+        return Outcome(status=Status.NO_SOLUTION, solver="greedy", solve_s=time.perf_counter() - t0,
+                       message=why, explanation=[why])
     decisions = dict(plan)
     mandatory = {j.id for j in inst.jobs if j.mandatory}
     why = [f"the greedy planner could not place mandatory job {j}" for j in plan.unplaced

@@ -574,7 +574,7 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     HiGHS's own if cheaper), its objective in the compiled model, the best valid bound, the
     status (OPTIMAL within mip_gap of the bound) and the stages' log. Cost objective only."""
     from allocator import interrupt, progress
-    from allocator.heuristics import greedy_schedule
+    from allocator.heuristics import GreedyTimeUp, greedy_schedule
     from allocator.network import Network
     from allocator.outcome import Outcome
     from allocator.results import Status
@@ -603,7 +603,16 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     def elapsed() -> float:
         return time.perf_counter() - t0
 
+    def greedy(prefer=None):
+        """The greedy plan (LP rounding with ``prefer``), or None once the deadline passed."""
+        try:
+            return greedy_schedule(inst, index, net=net, prefer=prefer, deadline=deadline)
+        except GreedyTimeUp:
+            return None
+
     def try_plan(name: str, plan) -> None:
+        if plan is None:
+            return
         cols, vals = cm.start_vector(plan)
         got = lns.complete(cols, vals)
         if got is None:
@@ -625,15 +634,16 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
         worker.lp_done.wait(timeout=max(0.0, min(0.15 * limit, 20.0)))
     rounded = False
     if worker.lp_done.is_set() and worker.prefer is not None:
-        try_plan("rounding", greedy_schedule(inst, index, net=net, prefer=worker.prefer))
+        try_plan("rounding", greedy(worker.prefer))
         rounded = True
-    try_plan("greedy", greedy_schedule(inst, index, net=net))
+    try_plan("greedy", greedy())
     if lns.x is None:
         worker.stop()
         if worker.is_alive():
             worker.join()
         return Outcome(status=Status.NO_SOLUTION, solver=_solver(), build_s=log.build_s,
-                       solve_s=elapsed(), message="no start plan for the neighbourhood search",
+                       solve_s=elapsed(), message="no start plan for the neighbourhood search"
+                       + (" within the time limit" if time.perf_counter() >= deadline else ""),
                        stages=_log_dict(log))
 
     # the neighbourhood search: this thread, and on large models a second one once the LP
@@ -669,7 +679,7 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
             if main and not rounded and worker.lp_done.is_set():
                 rounded = True
                 if worker.prefer is not None:
-                    plan = greedy_schedule(inst, index, net=net, prefer=worker.prefer)
+                    plan = greedy(worker.prefer)
                     with lock:
                         try_plan("rounding", plan)
             weights = np.array([4.0 if k == "unplaced" else 1.0 for k in KINDS]) / (1.0 + np.array(

@@ -223,3 +223,29 @@ def test_a_missing_job_and_the_jobs_it_waits_for_go_first_on_the_next_attempt():
     assert plan.unplaced == []
     assert _rows(plan) == {"pre": ("only", 0), "post": ("only", 1), "big": ("only", 2)}
     assert evaluate(inst, plan).violations == []
+
+
+def test_the_greedy_planner_stops_at_its_deadline():
+    # 8000 periods with a service: the planner alone takes seconds (it walks every period);
+    # given a deadline 0.2 s away it stops there and says so, for the greedy route and as
+    # the neighbourhood search's start (which then has no start plan)
+    import time
+
+    from allocator.generate import generate_instance
+    from allocator.heuristics import GreedyTimeUp, greedy_outcome
+    from allocator.indexing import build_index
+    from allocator.results import Status
+
+    inst = generate_instance(6, 1, 2, 8000, seed=1)
+    index = build_index(inst)
+    t0 = time.perf_counter()
+    with pytest.raises(GreedyTimeUp):
+        greedy_schedule(inst, index, deadline=t0 + 0.2)
+    assert time.perf_counter() - t0 < 1.5
+    t0 = time.perf_counter()
+    got = greedy_outcome(inst, index, deadline=t0 + 0.2)
+    assert time.perf_counter() - t0 < 1.5
+    assert got.status is Status.NO_SOLUTION
+    assert "time limit ran out during the greedy planner" in got.message
+    # without a deadline the same plan completes (the check is not a cut of its own)
+    assert greedy_outcome(inst, index).status.has_schedule
