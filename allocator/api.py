@@ -193,10 +193,14 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
                timings: dict[str, float], clock) -> Result:
     """The mip strategy with its extras: the greedy fallback after a limit, duals, and the
     explanation of an infeasible instance."""
-    from allocator.formulation import build_model
+    from allocator.formulation import BuildTimeUp, build_model
 
-    with clock("build_s"):
-        model = build_model(inst, index, opts)
+    try:
+        with clock("build_s"):
+            model = build_model(inst, index, opts, deadline=deadline.at)
+    except BuildTimeUp:
+        return _finish(build_result(inst, index, opts, cut_outcome("the model build", deadline)),
+                       base, timings, index=index)
     if deadline.expired():
         return _finish(build_result(inst, index, opts, cut_outcome("the model build", deadline)),
                        base, timings, index=index)

@@ -71,13 +71,16 @@ class Arrays:
                                  self.row_lower, self.row_upper, integ, **kw)
 
 
-def build_compiled(inst: Instance, index: Index, options=None) -> CompiledModel:
-    """The formulation in the neighbourhood search's form, compiled with the cost objective."""
+def build_compiled(inst: Instance, index: Index, options=None, *,
+                   deadline: float | None = None) -> CompiledModel:
+    """The formulation in the neighbourhood search's form, compiled with the cost objective
+    (formulation.BuildTimeUp once ``deadline`` has passed between families)."""
     from allocator.formulation import build_model
     from allocator.options import SolveOptions
 
     options = options or SolveOptions()
-    model = build_model(inst, index, options, usage="running", unplaced_penalty=UNPLACED_PENALTY)
+    model = build_model(inst, index, options, usage="running", unplaced_penalty=UNPLACED_PENALTY,
+                        deadline=deadline)
     return compile_model(model, [model.obj_cost])
 
 
@@ -574,6 +577,7 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     HiGHS's own if cheaper), its objective in the compiled model, the best valid bound, the
     status (OPTIMAL within mip_gap of the bound) and the stages' log. Cost objective only."""
     from allocator import interrupt, progress
+    from allocator.formulation import BuildTimeUp
     from allocator.heuristics import GreedyTimeUp, greedy_schedule
     from allocator.network import Network
     from allocator.outcome import Outcome
@@ -585,7 +589,12 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     net = net or Network(inst)
     report = progress.current()  # taken here: the search threads do not inherit it
     log = LnsLog()
-    cm = build_compiled(inst, index, options)
+    try:
+        cm = build_compiled(inst, index, options, deadline=deadline)
+    except BuildTimeUp:
+        return Outcome(status=Status.NO_SOLUTION, solver=_solver(), build_s=time.perf_counter() - t0,
+                       solve_s=time.perf_counter() - t0,
+                       message=f"the time limit ({limit:g} s) ran out during the model build")
     log.build_s, log.size = time.perf_counter() - t0, cm.shape
     nnz = int(cm.A.nnz)
     lns = _Lns(inst, index, cm, options.seed)

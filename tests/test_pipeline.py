@@ -226,3 +226,24 @@ def test_the_time_limit_bounds_the_whole_solve_on_a_long_horizon():
     assert "time limit (0.3 s) ran out" in res.message
     assert "solve_s" not in res.summary["timings"] or res.summary["timings"]["solve_s"] < 0.3
     assert elapsed < 60  # the build is the only stage that may run past the limit
+
+
+def test_the_model_build_stops_between_families_at_its_deadline():
+    # a deadline already passed: build_model stops before its first family, and a solve whose
+    # limit runs out in the build (mip or lns) says so instead of building on
+    import time
+
+    from allocator.formulation import BuildTimeUp, build_model
+    from allocator.indexing import build_index
+
+    inst = generate_instance(6, 1, 2, 48, seed=1)
+    index = build_index(inst)
+    with pytest.raises(BuildTimeUp):
+        build_model(inst, index, deadline=time.perf_counter())
+    assert build_model(inst, index, deadline=time.perf_counter() + 600) is not None
+    from allocator.lns import solve_lns
+    from allocator.options import SolveOptions
+
+    got = solve_lns(inst, index, SolveOptions(time_limit_s=0.0))
+    assert got.status is Status.NO_SOLUTION
+    assert "ran out during the model build" in got.message

@@ -39,9 +39,14 @@ FAMILIES: list[tuple[str, Callable]] = [
 FAMILY_NAMES: tuple[str, ...] = tuple(name for name, _ in FAMILIES)
 
 
+class BuildTimeUp(Exception):  # noqa: N818 - a signal, not an error
+    """The model build reached its deadline (build_model(deadline=...)) between families."""
+
+
 def build_model(inst: Instance, index: Index, options: SolveOptions | None = None, *,
                 elastic: bool = False, usage: str = "auto",
-                unplaced_penalty: float | None = None) -> pyo.ConcreteModel:
+                unplaced_penalty: float | None = None,
+                deadline: float | None = None) -> pyo.ConcreteModel:
     """Build the model of ``inst`` over the eligible tuples of ``index``.
 
     elastic=True adds penalised slack to the capacity, power, bandwidth, budget, mandatory
@@ -54,7 +59,11 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
     unplaced_penalty: a cost per mandatory job left unplaced (``training_unplaced`` in [0, 1]
     for every mandatory job): the neighbourhood search's model, in which any plan is
     feasible; None (the default) keeps every mandatory job required.
+    deadline: a time.perf_counter() instant; past it, the build stops before the next family
+    and raises BuildTimeUp (a time limit bounds the build too, to within one family).
     """
+    import time
+
     options = options or SolveOptions()
     unknown = set(options.disabled_families) - set(FAMILY_NAMES)
     if unknown:
@@ -73,8 +82,10 @@ def build_model(inst: Instance, index: Index, options: SolveOptions | None = Non
         for name, add in FAMILIES:
             if name in options.disabled_families:
                 continue
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise BuildTimeUp(name)
             add(model, inst, index, options)
     return model
 
 
-__all__ = ["FAMILIES", "FAMILY_NAMES", "build_model", "explain_slacks"]
+__all__ = ["FAMILIES", "FAMILY_NAMES", "BuildTimeUp", "build_model", "explain_slacks"]
