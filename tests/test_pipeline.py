@@ -247,3 +247,20 @@ def test_the_model_build_stops_between_families_at_its_deadline():
     got = solve_lns(inst, index, SolveOptions(time_limit_s=0.0))
     assert got.status is Status.NO_SOLUTION
     assert "ran out during the model build" in got.message
+
+
+def test_lns_returns_the_greedy_plan_when_its_model_cannot_be_built_in_time(monkeypatch):
+    # a build estimated far beyond the limit is not started: the greedy plan comes back at
+    # once, feasible and without a bound, and says why
+    import allocator.lns as lns_mod
+    from allocator.indexing import build_index
+    from allocator.options import SolveOptions
+
+    inst = generate_instance(6, 1, 2, 48, seed=1)
+    index = build_index(inst)
+    monkeypatch.setattr(lns_mod, "BUILD_S_PER_NONZERO", 1.0)
+    got = lns_mod.solve_lns(inst, index, SolveOptions(time_limit_s=30))
+    assert got.status is Status.FEASIBLE and got.bound is None
+    assert "does not fit the time limit" in got.message
+    res = allocator.solve(inst, strategy="lns", time_limit_s=30)  # the same through the pipeline
+    assert res.status is Status.FEASIBLE
