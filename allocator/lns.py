@@ -598,7 +598,7 @@ def solve_lns(inst: Instance, index: Index, options, *, net=None):
     from allocator.indexing import estimate_size
 
     nnz_est = estimate_size(index, compact=True)["nonzeros"]
-    if nnz_est * BUILD_S_PER_NONZERO > deadline - time.perf_counter():
+    if nnz_est * BUILD_S_PER_NONZERO > max(0.0, deadline - time.perf_counter()):
         return _greedy_instead(inst, index, options, net, deadline, nnz_est)
     try:
         cm = build_compiled(inst, index, options, deadline=deadline)
@@ -810,7 +810,8 @@ def _greedy_instead(inst, index, options, net, deadline: float, nnz_est: int):
     got = greedy_outcome(inst, index, options, net=net, deadline=deadline)
     why = (f"the search's model (about {nnz_est:,} nonzeros, some "
            f"{nnz_est * BUILD_S_PER_NONZERO:,.0f} s to build) does not fit the time limit; "
-           "the greedy plan is returned without a bound")
+           + ("the greedy plan is returned without a bound" if got.status.has_schedule
+              else "the greedy planner was tried instead"))
     return dataclasses.replace(got, message="; ".join(m for m in (why, got.message) if m),
                                stages={"skipped": why})
 
