@@ -368,7 +368,9 @@ class ReuseSession:
         from allocator.pipeline import build_result, mip_outcome
 
         opts = self.options
-        if opts.duals or opts.heuristic is not None:
+        if opts.duals or opts.heuristic is not None or opts.previous is not None:
+            # duals, the greedy planner and re-plans (the previous plan is loaded, checked and
+            # compared by api.solve) take the plain way
             return self._fallback(inst)
         t0 = time.perf_counter()
         index = build_index(inst, Network(inst))

@@ -141,3 +141,21 @@ def test_colossus_sweep_local_and_dask_agree_and_resume(tmp_path):
     assert local["status"].isin(["optimal", "feasible"]).all()
     pd.testing.assert_series_equal(local["scenario"], dask["scenario"])
     assert (local["objective"] - dask["objective"]).abs().max() <= 0.011 * local["objective"].abs().max()
+
+
+def test_a_re_plan_in_a_sweep_takes_the_plain_way(demo, tmp_path):
+    # solve: {previous: DIR} in a spec: the reused model would skip loading, checking and
+    # comparing the previous plan, so the scenario goes through allocator.solve, which does
+    import allocator
+    from allocator.options import SolveOptions
+
+    prev = allocator.solve(demo, time_limit_s=60)
+    prev.export(tmp_path / "prev")
+    session = ReuseSession(SolveOptions(previous=str(tmp_path / "prev"), time_limit_s=60))
+    got = session.solve(demo)
+    assert session.stats["fallback"] == 1 and session.stats["built"] == 0
+    assert "changes" in got.frames
+    # the demo unchanged and every move allowed: a row per job, and the re-plan costs what the
+    # plan it starts from costs (within the solver's gap; retimes are free by default)
+    assert sorted(got.frames["changes"]["job"]) == sorted(j.id for j in demo.jobs)
+    assert got.objective == pytest.approx(prev.objective, rel=1e-3)
