@@ -611,10 +611,10 @@ def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Ne
            if j in mandatory]
     dropped = 0
     if not why and inst.budget_usd is not None:
-        decisions, dropped, over = _within_budget(inst, index, decisions, derive, spend)
+        decisions, dropped, over = _within_budget(inst, index, decisions, derive, spend, deadline)
         if over is not None:
             why.append(f"the greedy plan spends {over:,.2f} USD, above budget_usd = "
-                       f"{inst.budget_usd:,.2f}, with every optional job dropped")
+                       f"{inst.budget_usd:,.2f}, after dropping {dropped} optional job(s)")
     seconds = time.perf_counter() - t0
     if why:
         shown = why[:5] + ([f"(+{len(why) - 5} more)"] if len(why) > 5 else [])
@@ -626,8 +626,10 @@ def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Ne
                    message=f"greedy plan: {placed} jobs placed{note}; no bound")
 
 
-def _within_budget(inst: Instance, index: Index, decisions: dict, derive, spend):
-    """(decisions, optional jobs dropped, spend still over the budget or None)."""
+def _within_budget(inst: Instance, index: Index, decisions: dict, derive, spend,
+                   deadline: float | None = None):
+    """(decisions, optional jobs dropped, spend still over the budget or None). Each drop
+    re-derives the plan's spend, so the deadline is checked before each one."""
     over = spend(derive(inst, index, decisions).costs)
     if over <= inst.budget_usd + 1e-6:
         return decisions, 0, None
@@ -636,6 +638,8 @@ def _within_budget(inst: Instance, index: Index, decisions: dict, derive, spend)
     tr = decisions["training"]
     dropped = 0
     for _value, j in optional:
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
         tr = tr[tr["job"] != j].reset_index(drop=True)
         dropped += 1
         over = spend(derive(inst, index, {**decisions, "training": tr}).costs)
