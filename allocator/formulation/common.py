@@ -18,6 +18,7 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from allocator.indexing import Index
+from allocator.quantities import egress_gb_per_period, emissions_t, unserved_usd_per_token_s
 from allocator.schema import Instance
 
 
@@ -329,7 +330,7 @@ def penalty_weights(inst: Instance, index: Index) -> dict[str, float]:
         c.append(float(pools[["reserved_price_usd_per_gpu_h", "ondemand_price_usd_per_gpu_h"]].max().max()) * H)
         sp = index.site_periods
         worst = (sp.groupby("s")["energy_price_usd_per_mwh"].max()
-                 + inst.carbon_price_usd_per_t * sp.groupby("s")["carbon_g_per_kwh"].max() / 1000.0)
+                 + inst.carbon_price_usd_per_t * emissions_t(1.0, sp.groupby("s")["carbon_g_per_kwh"].max()))
         c.append(float((pools["mw_per_gpu"] * pools["s"].map(worst).astype(float)).max()) * H)
     svc = {v.id: v for v in inst.services}
     gbps_per_gpu = []
@@ -337,9 +338,9 @@ def penalty_weights(inst: Instance, index: Index) -> dict[str, float]:
         f = index.flows
         pen = f["v"].map({v.id: v.unserved_usd_per_mtok for v in inst.services}).astype(float)
         tps = f["tokens_per_s_per_gpu"].astype(float)
-        c.append(float((tps * 3600 * H / 1e6 * pen).max()))
+        c.append(float((unserved_usd_per_token_s(pen, H) * tps).max()))
         bpt = f["v"].map({v.id: v.bytes_per_token for v in inst.services}).astype(float)
-        c.append(float((tps * bpt * 3600 * H / 1e9 * f["egress_usd_per_gb"].astype(float)).max()))
+        c.append(float((egress_gb_per_period(tps, bpt, H) * f["egress_usd_per_gb"].astype(float)).max()))
         g = tps * f["gbps_per_token_per_s"].astype(float)
         gbps_per_gpu.extend(g[g > 0].tolist())
     del svc

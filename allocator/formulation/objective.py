@@ -45,6 +45,7 @@ from allocator.formulation.common import (
 )
 from allocator.indexing import Index
 from allocator.options import SolveOptions
+from allocator.quantities import egress_gb_per_period, unserved_usd_per_token_s
 from allocator.results import COST_TERMS
 from allocator.schema import Instance
 
@@ -120,7 +121,7 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
         f = index.serve.merge(index.flows[["v", "r", "s", "g", "egress_usd_per_gb"]],
                               on=["v", "r", "s", "g"], how="left")
         bpt = f["v"].map({v: svc[v].bytes_per_token for v in svc}).to_numpy(dtype=float)
-        c = KTOK * bpt * 3600.0 * H / 1e9 * f["egress_usd_per_gb"].to_numpy(dtype=float)
+        c = egress_gb_per_period(KTOK, bpt, H) * f["egress_usd_per_gb"].to_numpy(dtype=float)
         serve_vars = var_list(model.serve)
         nz = np.flatnonzero(c)
         egress_c.extend(c[nz].tolist())
@@ -132,7 +133,7 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
     if hasattr(model, "unserved"):
         d = index.demands
         pen = d["v"].map({v: svc[v].unserved_usd_per_mtok for v in svc}).to_numpy(dtype=float)
-        terms["unserved"] = linear((KTOK * pen * 3600.0 * H / 1e6).tolist(), var_list(model.unserved))
+        terms["unserved"] = linear((KTOK * unserved_usd_per_token_s(pen, H)).tolist(), var_list(model.unserved))
     else:
         terms["unserved"] = linear([], [])
     dropped_const = sum(index.value_usd[j] for j in index.jobs if not index.mandatory[j])
