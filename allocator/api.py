@@ -122,6 +122,11 @@ def _solve(instance, options, option_overrides) -> Result:
     with clock("validate_s"):
         warnings = _validate(inst, source)
 
+    from allocator import leasing
+
+    if leasing.is_sizing(inst):
+        return _solve_sizing(inst, opts, deadline, warnings, timings, clock)
+
     from allocator.indexing import build_index, estimate_size
     from allocator.network import Network
 
@@ -236,6 +241,66 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
                 _load_plan(model, outcome.decisions)
             result.frames["duals"] = _duals(model, opts, inst, index)
     return _finish(result, base, timings, index=index)
+
+
+def _solve_sizing(inst: Instance, opts: SolveOptions, deadline: Deadline, warnings: list[Problem],
+                  timings: dict[str, float], clock) -> Result:
+    """An instance with lease decisions or scenarios (allocator.sizing): one MIP over every
+    scenario, the leases shared; then each scenario's schedule on its leases."""
+    from allocator import sizing
+    from allocator.formulation import BuildTimeUp
+    from allocator.indexing import estimate_size
+    from allocator.solve import solve_model
+
+    opts = sizing.check_options(opts)
+    check_options(opts)
+    cases = sizing.prepare(inst, opts, clock)
+    several = len(cases) > 1
+    size = {}
+    for c in cases:
+        for k, v in estimate_size(c.index).items():
+            size[k] = size.get(k, 0) + v
+    _check_size(size, opts, inst)
+    base = _base_summary(inst, opts, warnings, size)
+    lines = sizing.unplaceable(cases, several)
+    if lines:
+        return _finish(Result(status=Status.INFEASIBLE, options=options_dict(opts),
+                              message=f"{len(lines)} mandatory job(s) have no eligible placement",
+                              explanation=lines), base, timings, index=cases[0].index)
+    try:
+        with clock("build_s"):
+            model = sizing.build(cases, opts, deadline.at)
+    except BuildTimeUp:
+        return _finish(build_result(inst, cases[0].index, opts, cut_outcome("the model build", deadline)),
+                       base, timings)
+    if deadline.expired():
+        return _finish(build_result(inst, cases[0].index, opts, cut_outcome("the model build", deadline)),
+                       base, timings)
+    progress_mod.stage("solve")
+    raw = solve_model(model, deadline.options(opts))
+    timings["handoff_s"] = raw.handoff_s
+    timings["solve_s"] = raw.solve_s
+    base["model"] = dict(raw.size)
+    base["raw_status"] = raw.raw_status
+    if not raw.status.has_schedule:
+        result = sizing.no_schedule(inst, cases, opts, raw)
+        if raw.status is Status.INFEASIBLE and opts.explain:
+            with clock("explain_s"):
+                result.explanation = sizing.explain(cases, deadline.options(opts))
+        return _finish(result, base, timings)
+
+    def finish(result: Result, index, case) -> Result:
+        sub = dict(base, scenario={"id": case.id, "probability": case.probability}) if several else base
+        return _finish(result, sub, timings, index=index)
+
+    result = sizing.results(inst, cases, opts, raw, finish)
+    if not several:
+        return result
+    base["scenarios"] = [{"id": c.id, "probability": c.probability, "status": result.scenarios[c.id].status.value,
+                          "total_cost_usd": result.scenarios[c.id].total_cost,
+                          "objective": result.scenarios[c.id].objective} for c in cases]
+    base["expected_cost_usd"] = result.total_cost
+    return _finish(result, base, timings)
 
 
 def explain_infeasible(inst: Instance, index, options: SolveOptions) -> list[str]:

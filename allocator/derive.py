@@ -44,7 +44,7 @@ UNSERVED_COLUMNS = ["service", "region", "period", "demand_tokens_per_s", "serve
 SITE_GPUS_COLUMNS = ["site", "gpu_type", "period", "gpus_training", "gpus_inference", "gpus_in_use",
                      "gpus_available", "gpus_reserved", "gpus_ondemand"]
 SITES_COLUMNS = ["site", "provider", "period", "power_mw", "power_cap_mw", "energy_mwh", "emissions_t",
-                 "energy_usd", "reserved_lease_usd", "ondemand_lease_usd", "cost_usd"]
+                 "energy_usd", "reserved_lease_usd", "ondemand_lease_usd", "power_lease_usd", "cost_usd"]
 LINKS_COLUMNS = ["link", "a", "b", "period", "traffic_gbps", "bandwidth_gbps", "egress_gb", "egress_usd"]
 
 
@@ -238,12 +238,13 @@ def derive_frames(inst: Instance, index: Index, decisions: Mapping[str, pd.DataF
         carbon = ser["carbon_g_per_kwh"].to_numpy(dtype=float)
         energy = energy_mwh(power, H)
         energy_usd = energy * price
+        power_lease = cap * site.power_price_usd_per_mw_h * H  # the ceiling, paid whether drawn
         rows.append(pd.DataFrame({
             "site": site.id, "provider": site.provider, "period": G.astype(np.int64),
             "power_mw": power, "power_cap_mw": cap, "energy_mwh": energy,
             "emissions_t": emissions_t(energy, carbon), "energy_usd": energy_usd,
             "reserved_lease_usd": np.full(T, res), "ondemand_lease_usd": od,
-            "cost_usd": energy_usd + res + od,
+            "power_lease_usd": power_lease, "cost_usd": energy_usd + res + od + power_lease,
         }))
     sites_df = pd.concat(rows, ignore_index=True)[SITES_COLUMNS] if rows else \
         pd.DataFrame(columns=SITES_COLUMNS)
@@ -315,6 +316,7 @@ def costs_from_frames(inst: Instance, frames: dict[str, pd.DataFrame]) -> dict[s
     return {
         "reserved_lease": float(sites["reserved_lease_usd"].sum()),
         "ondemand_lease": float(sites["ondemand_lease_usd"].sum()),
+        "power_lease": float(sites["power_lease_usd"].sum()),
         "energy": float(sites["energy_usd"].sum()),
         "egress": float(links["egress_usd"].sum()),
         "site_extra": float(tr["site_extra_usd"].sum()),

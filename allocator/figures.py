@@ -51,6 +51,7 @@ NOISE_TOKENS_PER_S = 1e-6  # unserved tokens/s up to this are drawn as none
 
 COST_LABELS = {
     "reserved_lease": "reserved lease",
+    "power_lease": "power lease",
     "ondemand_lease": "on-demand lease",
     "energy": "energy",
     "egress": "egress",

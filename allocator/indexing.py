@@ -143,7 +143,7 @@ def _site_periods_frame(inst: Instance) -> pd.DataFrame:
         frames.append(pd.DataFrame({
             "s": _text([s.id] * T),
             "t": np.arange(T),
-            "power_cap_mw": _padded(series_list(s.power_cap_mw, T), T),
+            "power_cap_mw": _padded(series_list(s.ceiling_mw, T), T),  # max_mw if decided
             "energy_price_usd_per_mwh": _padded(series_list(s.energy_price_usd_per_mwh, T), T),
             "carbon_g_per_kwh": _padded(series_list(s.carbon_g_per_kwh, T), T),
         }))

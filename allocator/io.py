@@ -1170,6 +1170,20 @@ def _value_error_fix(msg: str) -> str:
         return "add 'tokens_per_s_per_gpu:' or 'profile:'"
     if "soft deadline" in msg:
         return "add 'deadline_period:' or make the deadline hard"
+    if msg.removeprefix("Value error, ").startswith("no value given"):
+        return "write a number after the colon"
+    if "power_cap_mw: required field is missing" in msg:
+        return "add 'power_cap_mw:' (a number in MW), or 'power_options:' to decide the ceiling"
+    if "power_options together" in msg:
+        return "keep one: power_cap_mw (fixed) or power_options (decided)"
+    if "reserve_options together" in msg:
+        return "drop reserved (the block is decided from reserve_options)"
+    if "does not divide the range" in msg:
+        return "choose a step that divides max - min, or move max to min + a whole number of steps"
+    if "max_gpus" in msg and "min_gpus" in msg or "max_mw" in msg and "min_mw" in msg:
+        return "make max at least min"
+    if "probabilities sum to" in msg:
+        return "make the scenario probabilities add up to 1"
     if "reserved" in msg and "available" in msg:
         return "make available at least reserved"
     return "fix the value"

@@ -53,6 +53,7 @@ class Status(StrEnum):
 
 COST_TERMS: tuple[str, ...] = (
     "reserved_lease",
+    "power_lease",  # the lease of power ceilings (power_price_usd_per_mw_h or power_options)
     "ondemand_lease",
     "energy",
     "egress",
@@ -105,7 +106,7 @@ TABLES: dict[str, dict[str, str]] = {
         "site": "str", "provider": "str", "period": "int", "power_mw": "float",
         "power_cap_mw": "float", "energy_mwh": "float", "emissions_t": "float",
         "energy_usd": "float", "reserved_lease_usd": "float", "ondemand_lease_usd": "float",
-        "cost_usd": "float",
+        "power_lease_usd": "float", "cost_usd": "float",
     },
     "links": {
         "link": "int", "a": "str", "b": "str", "period": "int", "traffic_gbps": "float",
@@ -115,6 +116,14 @@ TABLES: dict[str, dict[str, str]] = {
         "job": "str", "change": "str", "from_site": "str", "to_site": "str", "from_option": "int",
         "to_option": "int", "from_start": "int", "to_start": "int", "move_cost_usd": "float",
     },
+    "leases": {
+        "site": "str", "resource": "str", "term": "str", "size": "float", "unit": "str",
+        "cost_usd": "float",
+    },
+    "scenarios": {
+        "scenario": "str", "probability": "float", "status": "str", "total_cost_usd": "float",
+        "objective": "float",
+    },
     "duals": {
         "kind": "str", "site": "str", "gpu_type": "str", "link": "int", "period": "int",
         "marginal_usd_per_unit_h": "float",
@@ -123,7 +132,7 @@ TABLES: dict[str, dict[str, str]] = {
 REQUIRED_TABLES: tuple[str, ...] = (
     "training", "inference", "inference_gpus", "unserved", "site_gpus", "sites", "links",
 )
-OPTIONAL_TABLES: tuple[str, ...] = ("duals", "changes")  # written only when the result has it
+OPTIONAL_TABLES: tuple[str, ...] = ("duals", "changes", "leases", "scenarios")  # written only when the result has it
 FORMATS: dict[str, str] = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}
 SUMMARY_FILE = "summary.json"
 _DTYPE_OF_KIND = {"str": "str", "float": "float64", "bool": "bool"}
@@ -298,6 +307,9 @@ def summary_dict(result: Result, *, fmt: str | None = None,
     }
     for k, v in base.items():  # keys this module does not know are kept, not dropped
         out.setdefault(k, v)
+    leases = (result.frames or {}).get("leases")
+    if leases is not None:
+        out["leases"] = leases.to_dict(orient="records")
     if fmt is not None:
         out["format"] = fmt
     if files is not None:
@@ -337,6 +349,11 @@ class Result:
     explanation: list[str] = field(default_factory=list)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: a sizing instance with scenarios: each scenario's own Result, by scenario id
+    #: (its schedule, on the instance of that scenario with the leases fixed)
+    scenarios: dict[str, Result] = field(default_factory=dict)
+    #: the instance of a scenario's Result (written beside its schedule as instance.yaml)
+    instance: Any = None
 
     @property
     def total_cost(self) -> float | None:
@@ -378,8 +395,8 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
     out = Path(out_dir)
     ext = FORMATS[fmt]
     frames = dict(result.frames or {})
-    names = _table_names(frames)
-    new_files = [f"{n}{ext}" for n in names] + [SUMMARY_FILE]
+    names = _table_names(frames) if not result.scenarios else list(SCENARIO_TABLES)
+    new_files = [f"{n}{ext}" for n in names] + ([SCENARIO_DIR] if result.scenarios else []) + [SUMMARY_FILE]
     old_files = _check_target(out, force, new_files=new_files, result=result)
     parent = out.parent if str(out.parent) else Path(".")
     _check_writable(out, folder=True)
@@ -389,6 +406,9 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
     tmp.mkdir()
     try:
         files, layout = _write_tables(result, tmp, fmt, names)
+        if result.scenarios:
+            _write_scenarios(result, tmp / SCENARIO_DIR, fmt)
+            files[SCENARIO_FOLDERS] = SCENARIO_DIR
         summary = summary_dict(result, fmt=fmt, files=files)
         summary["tables"] = layout
         text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
@@ -402,6 +422,30 @@ def export_result(result: Result, out_dir: str | Path, fmt: str = "csv",
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+SCENARIO_DIR = "scenarios"  # in a sizing schedule with scenarios: one folder per scenario
+SCENARIO_FOLDERS = "scenario_folders"  # its key in summary.json's files
+SCENARIO_TABLES = ("leases", "scenarios")  # the tables beside it (each scenario has the rest)
+SCENARIO_INSTANCE = "instance.yaml"  # in a scenario's folder: the scenario's own instance
+
+
+def _write_scenarios(result: Result, root: Path, fmt: str) -> None:
+    """scenarios/<id>/: each scenario's schedule (every table, summary.json) and its
+    instance, so that each folder is verified on its own."""
+    from allocator.io import dump_instance
+
+    root.mkdir()
+    for sid, sub in result.scenarios.items():
+        folder = root / sid
+        folder.mkdir()
+        files, layout = _write_tables(sub, folder, fmt, _table_names(sub.frames or {}))
+        if sub.instance is not None:
+            dump_instance(sub.instance, folder / SCENARIO_INSTANCE)
+        summary = summary_dict(sub, fmt=fmt, files=files)
+        summary["tables"] = layout
+        _write_text(folder / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        _fsync_dir(folder)
 
 
 class ScheduleKept(ScheduleError):
@@ -476,6 +520,8 @@ def owned_files(out: str | Path) -> set[str]:
         owned |= {str(f) for t, f in files.items()
                   if isinstance(f, str) and Path(f).name == f
                   and any(f == f"{t}{e}" for e in exts)}
+        if files.get(SCENARIO_FOLDERS) == SCENARIO_DIR:
+            owned.add(SCENARIO_DIR)
     else:
         owned |= {f"{t}{e}" for t in TABLES for e in FORMATS.values()}
     return owned
@@ -792,7 +838,10 @@ def read_schedule(path: str | Path) -> Schedule:
         fmt = _detect_format(folder)
     files = summary.get("files") if isinstance(summary.get("files"), dict) else {}
     layout = summary.get("tables") if isinstance(summary.get("tables"), dict) else {}
-    names = list(REQUIRED_TABLES) + [t for t in files if t not in REQUIRED_TABLES]
+    if files.get(SCENARIO_FOLDERS) == SCENARIO_DIR:  # sizing with scenarios: the rest is per scenario
+        names = list(SCENARIO_TABLES)
+    else:
+        names = list(REQUIRED_TABLES) + [t for t in files if t not in REQUIRED_TABLES and t != SCENARIO_FOLDERS]
     for t in OPTIONAL_TABLES:
         if t not in names and (folder / f"{t}{FORMATS[fmt]}").exists():
             names.append(t)

@@ -29,6 +29,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    ValidationError,
     Field,
     field_validator,
     model_validator,
@@ -68,6 +69,14 @@ RANGES: dict[str, Range] = {
     "reserved_price_usd_per_gpu_h": Range(0, 10_000, "$ per GPU-hour", usual=100),
     "ondemand_price_usd_per_gpu_h": Range(0, 10_000, "$ per GPU-hour", usual=100),
     "power_cap_mw": Range(0, 100_000, "MW"),
+    "power_price_usd_per_mw_h": Range(0, 1_000_000, "$ per MW-hour of power ceiling", usual=10_000),
+    # leasing: commitment offers and power options (first-stage decisions)
+    "offer_price_usd_per_gpu_h": Range(0, 10_000, "$ per GPU-hour", usual=100),
+    "offer_gpus": Range(0, MAX_GPUS, "GPUs", whole=True),
+    "offer_step_gpus": Range(0, MAX_GPUS, "GPUs", lo_open=True, whole=True),
+    "option_mw": Range(0, 100_000, "MW"),
+    "option_step_mw": Range(0, 100_000, "MW", lo_open=True),
+    "probability": Range(0, 1, "probability", lo_open=True),
     "pue": Range(1, 5, "ratio", usual=2),
     "energy_price_usd_per_mwh": Range(0, 100_000, "$/MWh", usual=5_000),
     "carbon_g_per_kwh": Range(0, 5_000, "gCO2/kWh", usual=2_000),
@@ -181,6 +190,77 @@ class GpuType(Strict):
     source: str = Field("", description="where the figures come from")
 
 
+#: most block sizes one offer or power option may allow (a lease decision is an integer
+#: number of steps; more steps than this is a typo in step or max more often than intent)
+MAX_LEASE_STEPS = 1_000_000
+
+
+def _divides(lo: float, hi: float, step: float) -> int:
+    """Number of steps from lo to hi, or ValueError when step does not divide hi - lo."""
+    n = (hi - lo) / step
+    if abs(n - round(n)) > 1e-9 * max(1.0, n):
+        raise ValueError(f"step {step:g} does not divide the range {lo:g} to {hi:g} "
+                         f"(a width of {hi - lo:g})")
+    if round(n) > MAX_LEASE_STEPS:
+        raise ValueError(f"{round(n):,} steps from {lo:g} to {hi:g}; at most {MAX_LEASE_STEPS:,}")
+    return int(round(n))
+
+
+class ReserveOffer(Strict):
+    """A commitment offer for a pool's reserved block: a block of min_gpus, min_gpus +
+    step_gpus, ..., max_gpus GPUs (or none), paid every hour of the horizon whether used."""
+
+    term: str = Field(min_length=1, max_length=40, description="commitment term, e.g. 1y or 3y")
+    price_usd_per_gpu_h: num("offer_price_usd_per_gpu_h") = Field(description="$/GPU-hour of the block")
+    min_gpus: num("offer_gpus") = Field(0, description="smallest block if taken, GPUs")
+    max_gpus: num("offer_gpus") = Field(description="largest block, GPUs")
+    step_gpus: num("offer_step_gpus") = Field(1, description="block sizes go up in steps of this, GPUs")
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> ReserveOffer:
+        if self.max_gpus < self.min_gpus:
+            raise ValueError(f"max_gpus ({self.max_gpus}) is below min_gpus ({self.min_gpus})")
+        _divides(self.min_gpus, self.max_gpus, self.step_gpus)
+        return self
+
+    @property
+    def steps(self) -> int:
+        """Steps above min_gpus: the block is min_gpus + step_gpus * k, k in 0..steps."""
+        return _divides(self.min_gpus, self.max_gpus, self.step_gpus)
+
+    def sizes(self) -> list[int]:
+        """Every block size this offer allows when taken, smallest first."""
+        return [self.min_gpus + k * self.step_gpus for k in range(self.steps + 1)]
+
+
+class PowerOption(Strict):
+    """A site's power ceiling as a decision: min_mw, min_mw + step_mw, ..., max_mw, constant
+    over the horizon, its lease paid every hour whether drawn."""
+
+    term: str = Field("lease", min_length=1, max_length=40, description="label of the lease, e.g. 180d")
+    price_usd_per_mw_h: num("power_price_usd_per_mw_h") = Field(description="$ per MW-hour of ceiling")
+    min_mw: num("option_mw") = Field(0.0, description="smallest ceiling, MW")
+    max_mw: num("option_mw") = Field(description="largest ceiling, MW")
+    step_mw: num("option_step_mw") = Field(description="ceilings go up in steps of this, MW")
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> PowerOption:
+        if self.max_mw < self.min_mw:
+            raise ValueError(f"max_mw ({self.max_mw:g}) is below min_mw ({self.min_mw:g})")
+        _divides(self.min_mw, self.max_mw, self.step_mw)
+        return self
+
+    @property
+    def steps(self) -> int:
+        return _divides(self.min_mw, self.max_mw, self.step_mw)
+
+    def sizes(self) -> list[float]:
+        """Every ceiling this option allows, smallest first (MW)."""
+        return [self.min_mw + k * self.step_mw for k in range(self.steps + 1)]
+
+
 class GpuPool(Strict):
     """GPUs of one type at one site. ``reserved`` GPUs are paid every hour whether used or
     not; GPUs above the reserved block, up to ``available``, are leased on demand."""
@@ -190,6 +270,8 @@ class GpuPool(Strict):
     reserved: num("reserved") = Field(0, description="GPUs paid whether used or not")
     reserved_price_usd_per_gpu_h: num("reserved_price_usd_per_gpu_h") = Field(0.0, description="$/GPU-hour of reserved GPUs")
     ondemand_price_usd_per_gpu_h: num("ondemand_price_usd_per_gpu_h") = Field(0.0, description="$/GPU-hour above reserved")
+    reserve_options: list[ReserveOffer] | None = Field(
+        None, description="commitment offers: the reserved block is then a decision (at most one offer taken)")
     source: str = ""
 
     @model_validator(mode="after")
@@ -199,6 +281,16 @@ class GpuPool(Strict):
                 f"reserved ({self.reserved}) exceeds available ({self.available}); "
                 "available counts reserved GPUs too"
             )
+        if self.reserve_options is not None:
+            if self.reserved:
+                raise ValueError(
+                    f"a fixed reserved block ({self.reserved}) and reserve_options together; "
+                    "with reserve_options the block is decided: drop reserved")
+            for k, o in enumerate(self.reserve_options):
+                if o.max_gpus > self.available:
+                    raise ValueError(
+                        f"reserve_options[{k}].max_gpus ({o.max_gpus}) exceeds available "
+                        f"({self.available}); a block cannot be larger than the pool")
         return self
 
 
@@ -210,7 +302,12 @@ class Site(Strict):
     region: str = Field("", description="provider region code or location")
     node: str | None = Field(None, description="network node; defaults to the site id")
     zone: str = Field("", description="data zone for residency, e.g. US or EU")
-    power_cap_mw: series("power_cap_mw") = Field(description="IT x PUE ceiling, MW (one value or per period)")
+    power_cap_mw: series("power_cap_mw") | None = Field(
+        None, description="IT x PUE ceiling, MW (one value or per period); or power_options")
+    power_price_usd_per_mw_h: num("power_price_usd_per_mw_h") = Field(
+        0.0, description="lease of the power ceiling, $ per MW-hour of power_cap_mw, paid whether drawn")
+    power_options: PowerOption | None = Field(
+        None, description="the power ceiling as a decision (instead of power_cap_mw)")
     pue: num("pue") = Field(1.0, description="power usage effectiveness")
     energy_price_usd_per_mwh: series("energy_price_usd_per_mwh") = Field(
         0.0, description="energy billed separately, $/MWh (0 where included in the GPU price)"
@@ -219,9 +316,53 @@ class Site(Strict):
     pools: list[GpuPool] = Field(default_factory=list)
     source: str = ""
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _ceiling_given(cls, data, handler):
+        """power_cap_mw is required unless power_options decides the ceiling: reported as a
+        missing field, beside any other error of the site."""
+        missing = isinstance(data, dict) and "power_cap_mw" not in data and "power_options" not in data
+        try:
+            site = handler(data)
+        except ValidationError as exc:
+            if not missing:
+                raise
+            errors = [{k: v for k, v in e.items() if k in ("type", "loc", "input", "ctx")}
+                      for e in exc.errors()]
+            raise ValidationError.from_exception_data(
+                exc.title, [*errors, {"type": "missing", "loc": ("power_cap_mw",), "input": data}]) from None
+        if missing:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [{"type": "missing", "loc": ("power_cap_mw",), "input": data}])
+        return site
+
+    @field_validator("power_cap_mw", mode="before")
+    @classmethod
+    def _cap_given(cls, v):
+        if v is None:  # written as a key with nothing after it (leaving it out is fine with power_options)
+            raise ValueError("no value given (got None)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_ceiling(self) -> Site:
+        if self.power_options is not None and self.power_cap_mw is not None:
+            raise ValueError("a fixed power_cap_mw and power_options together; give one: "
+                             "power_cap_mw for a fixed ceiling, power_options to decide it")
+        if self.power_options is not None and self.power_price_usd_per_mw_h:
+            raise ValueError("power_price_usd_per_mw_h and power_options together; with power_options "
+                             "the lease price is power_options.price_usd_per_mw_h")
+        return self
+
     @property
     def node_id(self) -> str:
         return self.node or self.id
+
+    @property
+    def ceiling_mw(self) -> float | list[float]:
+        """The power ceiling, or its largest possible value when it is a decision (max_mw)."""
+        if self.power_options is not None:
+            return float(self.power_options.max_mw)
+        return self.power_cap_mw
 
 
 class Region(Strict):
@@ -294,6 +435,8 @@ class TrainingJob(Strict):
     move_fixed_usd: num("move_fixed_usd") = Field(0.0, description="re-planning: fixed part of the derived move cost")
     retime_cost_usd_per_h: num("retime_cost_usd_per_h") = Field(
         0.0, description="re-planning: per hour its start shifts")
+    scenarios: list[Id] | None = Field(
+        None, description="ids of the demand scenarios the job exists in; none = all")
 
     @model_validator(mode="after")
     def _options_or_profile(self) -> TrainingJob:
@@ -361,6 +504,34 @@ class ModelProfile(Strict):
     notes: str = ""
 
 
+class Override(Strict):
+    """One change a scenario makes to the instance, a path in the syntax of sweep specs
+    (docs/sweeps.md) and either a value to set or a factor to scale by."""
+
+    path: str = Field(min_length=1, max_length=500)
+    value: float | int | list[float] | None = None
+    scale: Annotated[float, AllowInfNan(False), at.Ge(0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Override:
+        if (self.value is None) == (self.scale is None):
+            raise ValueError("give exactly one of value and scale")
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            raise ValueError(f"value {self.value} is not a finite number")
+        return self
+
+
+class Scenario(Strict):
+    """A demand scenario: lease decisions are shared by all scenarios; placement, serving and
+    on-demand GPUs are decided per scenario; the objective weighs each by its probability."""
+
+    id: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                             description="letters, digits, '.', '_' and '-': it names a folder")]
+    probability: num("probability")
+    overrides: list[Override] = Field(default_factory=list)
+    description: str = ""
+
+
 class Instance(Strict):
     """A complete planning instance."""
 
@@ -379,6 +550,16 @@ class Instance(Strict):
     )
     carbon_price_usd_per_t: num("carbon_price_usd_per_t") = Field(0.0, description="$ per tCO2 added to the objective")
     budget_usd: num("budget_usd") | None = Field(None, description="cap on total cost; none = no cap")
+    scenarios: list[Scenario] = Field(
+        default_factory=list, description="demand scenarios (lease decisions shared); none = one of probability 1")
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> Instance:
+        if self.scenarios:
+            total = math.fsum(sc.probability for sc in self.scenarios)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"scenario probabilities sum to {total:.6g}, not 1")
+        return self
 
     # convenience lookups (not part of the data)
     def gpu_type(self, gid: str) -> GpuType:

@@ -72,6 +72,9 @@ RULES: dict[str, tuple[str, str]] = {
     "region-unreachable": (ERROR, "a region with demand has no allowed site within the SLO"),
     "region-no-gpu": (ERROR, "sites within the SLO have no GPU type the service runs on"),
     "budget-below-reserved": (ERROR, "budget_usd is below the reserved lease paid anyway"),
+    "unknown-scenario": (ERROR, "a job's scenarios names no scenario of the instance"),
+    "scenario-override": (ERROR, "a scenario's override names an unknown path or a refused value"),
+    "scenario-invalid": (ERROR, "a scenario's own instance (overrides applied) has an error"),
     # warnings: legal and solvable, but probably not what was meant
     "optional-never-runs": (WARNING, "an optional job fits no site or window, so it never runs"),
     "reserved-price-zero": (WARNING, "reserved GPUs with a reserved price of 0"),
@@ -188,7 +191,7 @@ def summary(inst: Instance) -> dict[str, Any]:
     """What the instance holds, as plain numbers (the table of ``allocator validate``)."""
     h = inst.horizon
     pools = [p for s in inst.sites for p in s.pools]
-    cap = [max(series_list(s.power_cap_mw, h.periods), default=0.0) for s in inst.sites]
+    cap = [max(series_list(s.ceiling_mw, h.periods), default=0.0) for s in inst.sites]  # max_mw if decided
     demand = 0.0
     for svc in inst.services:
         for series in svc.demand.values():
@@ -299,7 +302,7 @@ class _Context:
 
     def caps(self, site: Site) -> np.ndarray:
         if site.id not in self._caps:
-            vals = series_list(site.power_cap_mw, self.T)
+            vals = series_list(site.ceiling_mw, self.T)  # a decided ceiling: its largest option
             if len(vals) != self.T:  # wrong length is reported; use what is there, padded
                 vals = (vals + [vals[-1] if vals else 0.0] * self.T)[: self.T]
             self._caps[site.id] = np.asarray(vals, dtype=float)
@@ -775,10 +778,50 @@ def _check_budget(cx: _Context) -> None:
         return
     fixed = sum(p.reserved * p.reserved_price_usd_per_gpu_h for s in cx.inst.sites for p in s.pools)
     fixed *= cx.H * cx.T
+    # power ceilings are leased whether drawn: a fixed one in full, a decided one at least min_mw
+    fixed += sum(sum(series_list(s.power_cap_mw, cx.T)) * s.power_price_usd_per_mw_h * cx.H
+                 for s in cx.inst.sites if s.power_cap_mw is not None)
+    fixed += sum(s.power_options.min_mw * s.power_options.price_usd_per_mw_h * cx.H * cx.T
+                 for s in cx.inst.sites if s.power_options is not None)
     if fixed > cx.inst.budget_usd + 1e-6:
         cx.add("budget-below-reserved", "instance", cx.inst.name,
                f"budget_usd: {_fmt(cx.inst.budget_usd)} is below the reserved lease alone "
                f"({fixed:,.0f} $ over the horizon)", "raise the budget or reserve fewer GPUs")
+
+
+def _check_scenarios(cx: _Context) -> None:
+    """Scenario ids, the jobs' scenario lists, and each scenario's own instance (overrides
+    applied), whose errors are reported with the scenario's name."""
+    from allocator import leasing
+
+    inst = cx.inst
+    ids = [sc.id for sc in inst.scenarios]
+    seen: set[str] = set()
+    for k, sid in enumerate(ids):
+        if sid in seen:
+            cx.add("duplicate-id", "scenarios", sid, f"scenario id {sid!r} is used twice",
+                   "give every scenario its own id", index=k)
+        seen.add(sid)
+    for ji, j in enumerate(inst.jobs):
+        for sid in j.scenarios or []:
+            if sid not in seen:
+                cx.add("unknown-scenario", "jobs", j.id, f"scenarios: {sid!r} is no scenario of the instance"
+                       + _suggest(sid, ids), "use an id from the instance's scenarios list"
+                       + ("" if ids else " (it has none: add scenarios, or drop the job's scenarios)"),
+                       index=ji)
+    if not inst.scenarios or any(p.severity == ERROR for p in cx.problems):
+        return
+    try:
+        cases = leasing.scenario_cases(inst)
+    except ValueError as exc:
+        cx.add("scenario-override", "scenarios", "overrides", str(exc),
+               "fix the path (the syntax of sweep specs, docs/sweeps.md) or the value")
+        return
+    for k, case in enumerate(cases):
+        for p in validate(case.instance, {}):
+            if p.severity == ERROR:
+                cx.add("scenario-invalid", "scenarios", case.id, f"({p.entity}, {p.id}) {p.message}",
+                       p.fix, index=k)
 
 
 def _check_unusual(cx: _Context) -> None:
@@ -833,6 +876,7 @@ CHECKS = (
     _check_predecessors,
     _check_services,
     _check_budget,
+    _check_scenarios,
     _check_unusual,
 )
 

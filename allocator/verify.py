@@ -33,7 +33,15 @@ import pandas as pd
 
 from allocator import display
 from allocator.network import Network
-from allocator.results import COST_TERMS, TABLES, Schedule, normalize_frame, read_schedule
+from allocator.results import (
+    COST_TERMS,
+    SCENARIO_DIR,
+    SCENARIO_FOLDERS,
+    TABLES,
+    Schedule,
+    normalize_frame,
+    read_schedule,
+)
 from allocator.schema import Instance, series_list
 
 TRAINING_DECISIONS = ("job", "option", "site", "gpu_type", "gpus", "start_period")
@@ -100,11 +108,13 @@ class Evaluation:
 
 @dataclass
 class Verification:
-    """Outcome of ``verify``: the violations, the recomputation and the schedule read."""
+    """Outcome of ``verify``: the violations, the recomputation and the schedule read
+    (with scenarios: each scenario's own Verification, and the expected costs)."""
 
     violations: list[Violation]
     evaluation: Evaluation
     schedule: Schedule
+    scenarios: dict[str, Verification] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -182,8 +192,12 @@ class _Ctx:
         self.pool_site = np.array([self.site_code[s.id] for s, _ in pools], dtype=np.int64)
         self.pool_mw_per_gpu = np.array(
             [gpu_kw.get(p.gpu_type, 0.0) * s.pue / 1000.0 for s, p in pools], dtype=float)
-        self.cap_mw = np.array([series_list(s.power_cap_mw, T) for s in self.site_list],
+        # a site whose ceiling is still a decision (no leases given) is checked against its
+        # largest option; verify() fixes the decisions from leases.csv before this
+        self.cap_mw = np.array([series_list(s.power_cap_mw if s.power_cap_mw is not None
+                                            else s.power_options.max_mw, T) for s in self.site_list],
                                dtype=float).reshape(-1, T)
+        self.power_price = np.array([float(s.power_price_usd_per_mw_h) for s in self.site_list], dtype=float)
         self.energy_price = np.array([series_list(s.energy_price_usd_per_mwh, T) for s in self.site_list],
                                      dtype=float).reshape(-1, T)
         self.carbon = np.array([series_list(s.carbon_g_per_kwh, T) for s in self.site_list],
@@ -314,6 +328,7 @@ def evaluate(inst: Instance, decisions: Mapping[str, pd.DataFrame], *,
     costs = {t: 0.0 for t in COST_TERMS}
     costs["reserved_lease"] = pool_costs["reserved_lease"]
     costs["ondemand_lease"] = pool_costs["ondemand_lease"]
+    costs["power_lease"] = pool_costs["power_lease"]
     costs["energy"] = pool_costs["energy"]
     costs["egress"] = train_costs["egress"] + inf["egress"]
     costs["site_extra"] = train_costs["site_extra"]
@@ -322,7 +337,8 @@ def evaluate(inst: Instance, decisions: Mapping[str, pd.DataFrame], *,
     costs["dropped_value"] = float(sum(ctx.jobs[j].value_usd for j in dropped))
     costs["carbon"] = float(inst.carbon_price_usd_per_t) * emissions
     if inst.budget_usd is not None:
-        spend = sum(costs[t] for t in ("reserved_lease", "ondemand_lease", "energy", "egress", "site_extra"))
+        spend = sum(costs[t] for t in ("reserved_lease", "power_lease", "ondemand_lease", "energy", "egress",
+                                       "site_extra"))
         if _over(spend, float(inst.budget_usd), ATOL_USD):
             out("budget-cap", "instance", f"lease + energy + egress + site extra = ${_fmt(spend)} "
                 f"exceeds budget_usd ${_fmt(inst.budget_usd)} by ${_fmt(spend - inst.budget_usd)}")
@@ -682,6 +698,7 @@ def _evaluate_sites(ctx: _Ctx, gpus_training: np.ndarray, gpus_inf: np.ndarray, 
     np.add.at(res_site, ctx.pool_site, res_pool)
     np.add.at(od_site, ctx.pool_site, od_pool)
     res_st = np.repeat(res_site[:, None], T, axis=1)
+    power_lease = ctx.cap_mw * ctx.power_price[:, None] * H  # the ceiling is paid whether drawn
     pg = {
         "gpus_training": gpus_training, "gpus_inference": gpus_inf, "gpus_in_use": in_use,
         "gpus_available": np.repeat(ctx.available[:, None], T, axis=1),
@@ -691,7 +708,7 @@ def _evaluate_sites(ctx: _Ctx, gpus_training: np.ndarray, gpus_inf: np.ndarray, 
         "provider": np.repeat(np.array([s.provider for s in ctx.site_list], dtype=object)[:, None], T, axis=1),
         "power_mw": power, "power_cap_mw": ctx.cap_mw, "energy_mwh": energy_mwh, "emissions_t": emissions,
         "energy_usd": energy_usd, "reserved_lease_usd": res_st, "ondemand_lease_usd": od_site,
-        "cost_usd": energy_usd + res_st + od_site,
+        "power_lease_usd": power_lease, "cost_usd": energy_usd + res_st + od_site + power_lease,
     }
     site_gpus = normalize_frame("site_gpus", pd.DataFrame({
         "site": np.repeat([s.id for s, _ in ctx.pools], T).astype(object),
@@ -702,7 +719,7 @@ def _evaluate_sites(ctx: _Ctx, gpus_training: np.ndarray, gpus_inf: np.ndarray, 
         "provider": st["provider"].reshape(-1), "period": np.tile(np.arange(T, dtype=np.int64), S),
         **{c: a.reshape(-1) for c, a in st.items() if c != "provider"}}))
     costs = {"reserved_lease": float(res_pool.sum() * T), "ondemand_lease": float(od_pool.sum()),
-             "energy": float(energy_usd.sum())}
+             "energy": float(energy_usd.sum()), "power_lease": float(power_lease.sum())}
     arrays = {"site_gpus": dict(pg, present=np.ones((P, T), dtype=bool)),
               "sites": dict(st, present=np.ones((S, T), dtype=bool))}
     return site_gpus, sites, arrays, costs, float(emissions.sum())
@@ -744,6 +761,11 @@ def verify(inst: Instance, schedule: str | Path | Schedule, *, net: Network | No
     sched = schedule if isinstance(schedule, Schedule) else read_schedule(schedule)
     out = _Sink()
     status = sched.summary.get("status")
+    if (sched.summary.get("files") or {}).get(SCENARIO_FOLDERS) == SCENARIO_DIR or inst.scenarios:
+        return _verify_scenarios(inst, sched, out)
+    if _has_lease_decisions(inst) and status in ("optimal", "feasible"):
+        inst = _leased(inst, sched.frames.get("leases"), out)
+        net = None  # the network is the same, but built on the leased instance
     ev = evaluate(inst, sched.frames, net=net)
     if status not in ("optimal", "feasible"):
         out("schedule-status", "summary.json", f"status is {status!r}: the folder holds no schedule "
@@ -779,6 +801,167 @@ def verify(inst: Instance, schedule: str | Path | Schedule, *, net: Network | No
             "the schedule re-plans a previous one: pass --previous PREV_DIR to check it")
     _compare_summary(sched.summary, ev, out)
     return Verification(out.items, ev, sched)
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def _has_lease_decisions(inst: Instance) -> bool:
+    return any(s.power_options is not None or any(p.reserve_options is not None for p in s.pools)
+               for s in inst.sites)
+
+
+def _allowed(lo: float, hi: float, step: float, size: float, tol: float) -> bool:
+    """size is lo + k * step for a whole k, within [lo, hi]."""
+    if size < lo - tol or size > hi + tol:
+        return False
+    k = round((size - lo) / step)
+    return abs(lo + k * step - size) <= tol
+
+
+def _leased(inst: Instance, leases: pd.DataFrame | None, out: _Sink) -> Instance:
+    """The instance with its lease decisions as leases.csv says, after checking each size
+    against its options and each cost against size x price x horizon hours. A decision
+    without a row is taken as no block / the smallest ceiling, and reported."""
+    hours = inst.horizon.periods * float(inst.horizon.period_hours)
+    rows: dict[tuple[str, str], Any] = {}
+    if leases is None:
+        out("lease-missing", "leases.csv", "the instance decides leases (reserve_options or "
+            "power_options) but the schedule has no leases table")
+        leases = pd.DataFrame(columns=["site", "resource", "term", "size", "unit", "cost_usd"])
+    for r in leases.itertuples(index=False):
+        key = (str(r.site), str(r.resource))
+        if key in rows:
+            out("lease-duplicate", f"leases.csv {key[0]} {key[1]}", "two rows for one lease decision")
+        rows[key] = r
+    new = inst.model_copy(deep=True)
+    decided: set[tuple[str, str]] = set()
+    for s in new.sites:
+        for p in s.pools:
+            if p.reserve_options is None:
+                continue
+            decided.add((s.id, p.gpu_type))
+            r = rows.get((s.id, p.gpu_type))
+            size, price, where = 0, 0.0, f"leases.csv {s.id} {p.gpu_type}"
+            if r is None:
+                out("lease-missing", where, "no row for this pool's reserved block")
+            elif float(r.size) != 0:
+                offer = next((o for o in p.reserve_options if o.term == str(r.term)), None)
+                if offer is None:
+                    out("lease-term", where, f"term {str(r.term)!r} is none of the pool's offers "
+                        f"({', '.join(o.term for o in p.reserve_options)})")
+                elif not (float(r.size).is_integer()
+                          and _allowed(offer.min_gpus, offer.max_gpus, offer.step_gpus, float(r.size), 0.0)):
+                    out("lease-size", where, f"{r.size:g} GPUs is not a block the {offer.term} offer allows "
+                        f"({offer.min_gpus} to {offer.max_gpus} in steps of {offer.step_gpus})")
+                else:
+                    size, price = int(r.size), float(offer.price_usd_per_gpu_h)
+            if r is not None and not _close(float(r.cost_usd), size * price * hours, ATOL_USD):
+                out("lease-cost", where, f"cost_usd {float(r.cost_usd):,.2f} but {size} GPUs x "
+                    f"${price:g}/GPU-h x {hours:g} h = {size * price * hours:,.2f}")
+            p.reserve_options = None
+            p.reserved, p.reserved_price_usd_per_gpu_h = size, price
+        if s.power_options is not None:
+            opt = s.power_options
+            decided.add((s.id, "power"))
+            r = rows.get((s.id, "power"))
+            where = f"leases.csv {s.id} power"
+            mw = float(opt.min_mw)
+            if r is None:
+                out("lease-missing", where, "no row for this site's power ceiling")
+            elif not _allowed(opt.min_mw, opt.max_mw, opt.step_mw, float(r.size), ATOL_MW):
+                out("lease-size", where, f"{float(r.size):g} MW is not a ceiling the power options allow "
+                    f"({opt.min_mw:g} to {opt.max_mw:g} in steps of {opt.step_mw:g})")
+            else:
+                mw = float(r.size)
+            want = mw * opt.price_usd_per_mw_h * hours
+            if r is not None and not _close(float(r.cost_usd), want, ATOL_USD):
+                out("lease-cost", where, f"cost_usd {float(r.cost_usd):,.2f} but {mw:g} MW x "
+                    f"${opt.price_usd_per_mw_h:g}/MW-h x {hours:g} h = {want:,.2f}")
+            s.power_options = None
+            s.power_cap_mw, s.power_price_usd_per_mw_h = mw, float(opt.price_usd_per_mw_h)
+    for key in rows:
+        if key not in decided:
+            out("lease-unknown", f"leases.csv {key[0]} {key[1]}",
+                "no pool with reserve_options or site with power_options has this lease")
+    return new
+
+
+def _scenario_instance(inst: Instance, k: int) -> Instance:
+    """Scenario k's own instance, made here from the instance's definition: its overrides
+    applied (paths as in sweep specs), the jobs of other scenarios and their precedence left
+    out."""
+    from allocator.sweep_spec import apply_overrides, resolve
+
+    sc = inst.scenarios[k]
+    changes = []
+    for ov in sc.overrides:
+        op, value = ("scale", ov.scale) if ov.scale is not None else ("set", ov.value)
+        changes.extend((addr, op, value) for addr in resolve(inst, ov.path))
+    one = apply_overrides(inst, changes)
+    one.jobs = [j for j in one.jobs if j.scenarios is None or sc.id in j.scenarios]
+    ids = {j.id for j in one.jobs}
+    for j in one.jobs:
+        j.scenarios = None
+        j.predecessors = [p for p in j.predecessors if p in ids]
+    one.scenarios = []
+    return one
+
+
+def _verify_scenarios(inst: Instance, sched: Schedule, out: _Sink) -> Verification:
+    """A sizing schedule with scenarios: every scenario's folder verified on its own instance
+    with the leases of the top folder; every folder holds those same leases; the expected
+    cost is the probability-weighted sum of the scenarios' costs."""
+    status = sched.summary.get("status")
+    empty = Evaluation(frames={}, costs={t: 0.0 for t in COST_TERMS}, emissions_t=0.0,
+                       unserved_mtok=0.0, dropped_jobs=[])
+    if status not in ("optimal", "feasible"):
+        out("schedule-status", "summary.json", f"status is {status!r}: the folder holds no schedule to verify")
+        return Verification(out.items, empty, sched)
+    if not inst.scenarios:
+        out("scenarios-unexpected", "summary.json", "the schedule has scenario folders but the instance "
+            "has no scenarios: is this the right instance?")
+        return Verification(out.items, empty, sched)
+    top = sched.frames.get("leases")
+    subs: dict[str, Verification] = {}
+    costs = {t: 0.0 for t in COST_TERMS}
+    for k, sc in enumerate(inst.scenarios):
+        folder = Path(sched.path) / SCENARIO_DIR / sc.id
+        if not folder.is_dir():
+            out("scenario-missing", str(folder), f"no folder for scenario {sc.id}")
+            continue
+        sub = read_schedule(folder)
+        mine = sub.frames.get("leases")
+        if top is None or mine is None or not _same_leases(top, mine):
+            out("scenario-leases", f"{folder.name}/leases", "the scenario's leases differ from the "
+                "top folder's: lease decisions are shared by every scenario")
+        # the scenario is checked against the top folder's leases, the ones that are signed
+        sub.frames["leases"] = top
+        ver = verify(_scenario_instance(inst, k), sub)
+        subs[sc.id] = ver
+        out.items.extend(Violation(v.rule, f"scenario {sc.id}: {v.where}", v.message) for v in ver.violations)
+        for t in COST_TERMS:
+            costs[t] += float(sc.probability) * ver.evaluation.costs.get(t, 0.0)
+    ev = Evaluation(frames={}, costs=costs, emissions_t=sum(
+        float(sc.probability) * subs[sc.id].evaluation.emissions_t for sc in inst.scenarios if sc.id in subs),
+        unserved_mtok=0.0, dropped_jobs=[])
+    summary_costs = sched.summary.get("costs") or {}
+    for t in COST_TERMS:
+        got = _num(summary_costs.get(t))
+        if got is not None and not _close(got, costs[t], ATOL_USD * len(inst.scenarios)):
+            out("summary-cost", f"summary.json costs.{t}", f"{got:,.6g} but the probability-weighted "
+                f"scenario costs give {costs[t]:,.6g}")
+    total = _num(sched.summary.get("total_cost_usd"))
+    if total is not None and not _close(total, ev.total_cost_usd, ATOL_USD * len(COST_TERMS) * len(inst.scenarios)):
+        out("summary-total", "summary.json total_cost_usd", f"{total:,.6g} but the expected cost is "
+            f"{ev.total_cost_usd:,.6g}")
+    return Verification(out.items, ev, sched, scenarios=subs)
+
+
+def _same_leases(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    def rows(df):
+        return sorted((str(r.site), str(r.resource), str(r.term), round(float(r.size), 6)) for r in df.itertuples())
+    return rows(a) == rows(b)
 
 
 def _check_replan(inst: Instance, sched: Schedule, prev: Schedule, net: Network, out: _Sink) -> float:
@@ -1090,6 +1273,9 @@ def _compare_summary(summary: Mapping[str, Any], ev: Evaluation, out: _Sink) -> 
 def describe_ok(ver: Verification) -> str:
     """The one-line verdict for a sound schedule."""
     ev = ver.evaluation
+    if ver.scenarios:
+        return (f"schedule OK: {len(ver.scenarios)} scenarios, each within the leases, costs match "
+                f"(expected total ${display.fixed(ev.total_cost_usd)})")
     n_jobs = len(ev.frames["training"])
     n_flows = int((ev.frames["inference"]["tokens_per_s"] > 0).sum())
     return (f"schedule OK: {n_jobs} jobs, {n_flows} flows, costs match "

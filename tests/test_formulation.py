@@ -218,7 +218,7 @@ def placed(frames) -> dict[str, tuple]:
 
 
 def test_registry_lists_every_family_in_build_order():
-    assert FAMILY_NAMES == ("training", "inference", "capacity", "power", "network", "replanning", "budget",
+    assert FAMILY_NAMES == ("training", "inference", "leasing", "capacity", "power", "network", "replanning", "budget",
                             "objective")
     for name, add in FAMILIES:
         assert add.__name__ == f"add_{name}"
@@ -355,7 +355,7 @@ def test_objective_terms_and_modes(tmp_path):
     assert out.objective == pytest.approx(10.0)
     costs = extract_costs(model)
     assert set(costs) == set(COST_TERMS)
-    assert costs == pytest.approx({"reserved_lease": 0.0, "ondemand_lease": 8.0, "energy": 0.4,
+    assert costs == pytest.approx({"reserved_lease": 0.0, "power_lease": 0.0, "ondemand_lease": 8.0, "energy": 0.4,
                                    "egress": 0.0, "site_extra": 0.0, "tardiness": 0.0,
                                    "unserved": 0.0, "dropped_value": 0.0, "carbon": 1.6,
                                    "migration": 0.0})  # no previous plan

@@ -108,6 +108,7 @@ HAND_COSTS = {
     "reserved_lease": 128.0, "ondemand_lease": 144.0, "energy": 3.125, "egress": 10.002592,
     "site_extra": 40.0, "tardiness": 100.0, "unserved": 36.0, "dropped_value": 500.0, "carbon": 1.37,
     "migration": 0.0,  # no previous plan: nothing moved
+    "power_lease": 0.0,  # no site leases its power ceiling by the MW-hour
 }
 HAND_TOTAL = 962.497592
 

@@ -17,6 +17,7 @@ from allocator.formulation.capacity import add_capacity
 from allocator.formulation.common import gc_paused
 from allocator.formulation.explain import explain_slacks
 from allocator.formulation.inference import add_inference
+from allocator.formulation.leasing import add_leasing
 from allocator.formulation.network import add_network
 from allocator.formulation.objective import add_objective
 from allocator.formulation.power import add_power
@@ -29,6 +30,7 @@ from allocator.schema import Instance
 FAMILIES: list[tuple[str, Callable]] = [
     ("training", add_training),
     ("inference", add_inference),
+    ("leasing", add_leasing),
     ("capacity", add_capacity),
     ("power", add_power),
     ("network", add_network),

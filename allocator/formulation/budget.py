@@ -1,7 +1,7 @@
 """Budget: total spend capped.
 
 Constraints (only if the instance sets budget_usd)
-    budget_cap:  cost['reserved_lease'] + cost['ondemand_lease'] + cost['energy'] + cost['egress']
+    budget_cap:  cost['reserved_lease'] + cost['power_lease'] + cost['ondemand_lease'] + cost['energy'] + cost['egress']
                  + cost['site_extra'] (- slack_budget_usd) <= budget_usd
 Variables
     slack_budget_usd >= 0 (elastic only)
@@ -20,7 +20,7 @@ from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
 
-BUDGET_TERMS = ("reserved_lease", "ondemand_lease", "energy", "egress", "site_extra")
+BUDGET_TERMS = ("reserved_lease", "power_lease", "ondemand_lease", "energy", "egress", "site_extra")
 
 
 def add_budget(model, inst: Instance, index: Index, options: SolveOptions) -> None:

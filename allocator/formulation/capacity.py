@@ -19,6 +19,8 @@ Variables
 Constraints
     capacity_gpus[s,g,t]:     gpus_in_use[s,g,t] (- slack_gpus[s,g,t]) <= available(s,g)
     capacity_ondemand[s,g,t]: gpus_in_use[s,g,t] - ondemand[s,g,t] <= reserved(s,g)
+                              (- reserved_gpus[s,g] on the left, with reserved(s,g) = 0, for a
+                              pool whose block is decided: formulation/leasing.py)
 
 Reserved GPUs are paid whether used or not (a constant in the objective); ``ondemand`` is
 paid per GPU-hour. With a non-negative on-demand price the optimum has
@@ -36,6 +38,7 @@ from allocator.formulation.common import (
     linear,
     penalty_weights,
 )
+from allocator.formulation.leasing import reserved_decision
 from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -86,7 +89,12 @@ def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> 
         return body <= pools[s, g][0]
 
     model.capacity_gpus = pyo.Constraint(model.CAPACITY_ROWS, rule=gpus_rule)
-    model.capacity_ondemand = pyo.Constraint(
-        model.ONDEMAND_PERIODS,
-        rule=lambda m, s, g, t: m.gpus_in_use[s, g, t] - linear([1.0], [m.ondemand[s, g, t]])
-        <= pools[s, g][1])
+    decided = reserved_decision(model)
+
+    def ondemand_rule(m, s, g, t):
+        body = m.gpus_in_use[s, g, t] - linear([1.0], [m.ondemand[s, g, t]])
+        if (s, g) in decided:
+            body = body - decided[s, g]
+        return body <= pools[s, g][1]
+
+    model.capacity_ondemand = pyo.Constraint(model.ONDEMAND_PERIODS, rule=ondemand_rule)

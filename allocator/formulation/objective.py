@@ -2,6 +2,9 @@
 
 Expressions (H = period hours, T = periods)
     cost['reserved_lease'] = sum_{s,g} reserved(s,g) * reserved_price_usd_per_gpu_h(s,g) * H * T   (a constant)
+                             + the decided blocks' lease (formulation/leasing.py)
+    cost['power_lease']    = sum_{s,t} power_cap_mw(s,t) * power_price_usd_per_mw_h(s) * H   (a constant)
+                             + the decided ceilings' lease (formulation/leasing.py)
     cost['ondemand_lease'] = sum_{s,g,t} ondemand[s,g,t] * ondemand_price_usd_per_gpu_h(s,g) * H
     cost['energy']         = sum_{s,t} power_mw[s,t] * H * energy_price_usd_per_mwh(s,t)
     cost['egress']         = sum_{PLACEMENTS} egress_usd(j,s) * start
@@ -81,7 +84,14 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
     H, T = index.period_hours, index.periods
     terms: dict[str, object] = {}
     pools = index.pools
-    terms["reserved_lease"] = linear([], [], float((pools["reserved"] * pools["reserved_price_usd_per_gpu_h"]).sum()) * H * T)
+    lease = getattr(model, "_lease_cost", {})
+    rc, rv, _ = lease.get("reserved_lease", ([], [], 0.0))
+    terms["reserved_lease"] = linear(rc, rv, float((pools["reserved"] * pools["reserved_price_usd_per_gpu_h"]).sum()) * H * T)
+    pc, pv, pconst = lease.get("power_lease", ([], [], 0.0))
+    lease_price = {s.id: s.power_price_usd_per_mw_h for s in inst.sites}
+    fixed_power = sum(lease_price.get(s, 0.0) * float(c)
+                      for s, c in zip(index.site_periods["s"], index.site_periods["power_cap_mw"], strict=True)) * H
+    terms["power_lease"] = linear(pc, pv, pconst + fixed_power)
 
     if hasattr(model, "ondemand"):
         price = {(s, g): c for s, g, c in col_rows(pools, ["s", "g", "ondemand_price_usd_per_gpu_h"])}

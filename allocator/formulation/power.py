@@ -11,6 +11,9 @@ Variables
     slack_power_mw[s,t] >= 0 (elastic only)
 Constraints
     power_cap[s,t]:  power_mw[s,t] (- slack_power_mw[s,t]) <= power_cap_mw(s,t)
+                     (<= power_lease_mw[s] for a site whose ceiling is decided,
+                     formulation/leasing.py; its rows are kept where the largest possible
+                     power exceeds min_mw)
 
 A gang whose own power exceeds the ceiling in any period of its run has no start variable
 (the index drops it), which tightens the relaxation of these rows.
@@ -27,6 +30,7 @@ from allocator.formulation.common import (
     penalty_weights,
     series_lookup,
 )
+from allocator.formulation.leasing import power_decision
 from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
@@ -41,7 +45,10 @@ def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> Non
     max_mw: dict[tuple, float] = {}
     for (s, g, t), u in model._max_use.items():
         max_mw[s, t] = max_mw.get((s, t), 0.0) + mw[s, g] * min(u, avail[s, g])
-    keys = [k for k in model.POWER_PERIODS if model.elastic or max_mw[k] > cap[k[0]][k[1]] + 1e-9]
+    decided = power_decision(model)
+    lowest = {s.id: s.power_options.min_mw for s in inst.sites if s.id in decided}
+    keys = [k for k in model.POWER_PERIODS if model.elastic
+            or max_mw[k] > (lowest[k[0]] if k[0] in decided else cap[k[0]][k[1]]) + 1e-9]
     model.POWER_ROWS = pyo.Set(initialize=keys, dimen=2, ordered=True)
     if model.elastic:
         add_row_slack(model, "slack_power_mw", model.POWER_ROWS, "power", "MW over the power ceiling",
@@ -51,6 +58,8 @@ def add_power(model, inst: Instance, index: Index, options: SolveOptions) -> Non
         body = m.power_mw[s, t]
         if m.elastic:
             body = body - m.slack_power_mw[s, t]
+        if s in decided:
+            return body - decided[s] <= 0
         return body <= float(cap[s][t])
 
     model.power_cap = pyo.Constraint(model.POWER_ROWS, rule=rule)
