@@ -286,7 +286,7 @@ def _solve_sizing(inst: Instance, opts: SolveOptions, deadline: Deadline, warnin
         result = sizing.no_schedule(inst, cases, opts, raw)
         if raw.status is Status.INFEASIBLE and opts.explain:
             with clock("explain_s"):
-                result.explanation = sizing.explain(cases, deadline.options(opts))
+                result = dataclasses.replace(result, explanation=sizing.explain(cases, deadline.options(opts)))
         return _finish(result, base, timings)
 
     def finish(result: Result, index, case) -> Result:

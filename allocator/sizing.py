@@ -111,8 +111,8 @@ def explain(cases: list[Case], opts: SolveOptions) -> list[str]:
     for c in cases:
         for line in explain_infeasible(c.inst, c.index, opts):
             lines.append((f"scenario {c.id}: " if len(cases) > 1 else "") + line)
-    lines.append("the leases that would be needed are within reserve_options / power_options "
-                 "only up to their max_gpus / max_mw: raise them, or allow more on-demand GPUs")
+    lines.append("leases are explained at their largest options (max_gpus, max_mw): raise those, "
+                 "or make more GPUs available, for the mandatory work to fit")
     return lines
 
 

@@ -93,6 +93,20 @@ def capacity_case() -> dict:
     return data
 
 
+def leasing_case() -> dict:
+    """Pool X at S: 16 GPUs, on-demand $3/GPU-h; offers 1y ($2, 4-12 GPUs in steps of 4) and
+    3y ($1.5, 12-16 in steps of 4); S's ceiling is decided: $100/MW-h, 0.008-0.016 MW in
+    steps of 0.004 (8, 12 or 16 GPUs of 1 kW). Jobs: A 8 GPUs x 2 h, B 4 GPUs x 1 h; 2 periods."""
+    data = base(2, jobs=[job("A", gpus=8, hours=2.0), job("B", gpus=4, hours=1.0)])
+    data["sites"][0] = {
+        "id": "S", "provider": "p", "zone": "US", "pue": 1.0,
+        "power_options": {"price_usd_per_mw_h": 100.0, "min_mw": 0.008, "max_mw": 0.016, "step_mw": 0.004},
+        "pools": [{"gpu_type": "X", "available": 16, "ondemand_price_usd_per_gpu_h": 3.0, "reserve_options": [
+            {"term": "1y", "price_usd_per_gpu_h": 2.0, "min_gpus": 4, "max_gpus": 12, "step_gpus": 4},
+            {"term": "3y", "price_usd_per_gpu_h": 1.5, "min_gpus": 12, "max_gpus": 16, "step_gpus": 4}]}]}
+    return data
+
+
 def power_case() -> dict:
     """Site S: 16 GPUs at $1/h, PUE 1.25, ceiling 0.01 MW, energy $100/MWh, 400 g/kWh; site T:
     8 GPUs at $2/h, no ceiling issue. Two mandatory 8-GPU jobs, one period, horizon 1."""
@@ -158,6 +172,7 @@ def replanning_options() -> SolveOptions:
 CASES = {
     "training": training_case,
     "inference": inference_case,
+    "leasing": leasing_case,
     "capacity": capacity_case,
     "power": power_case,
     "network": network_case,

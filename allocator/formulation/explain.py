@@ -74,10 +74,13 @@ def explain_slacks(model, inst: Instance) -> list[str]:
             groups.setdefault(s, {})[t] = x
         for s, by_t in sorted(groups.items(), key=lambda kv: -max(kv[1].values())):
             t_worst = max(by_t, key=by_t.get)
-            cap = series_at(sites[s].power_cap_mw, t_worst)
+            decided = sites[s].power_options is not None
+            cap = series_at(sites[s].ceiling_mw, t_worst)  # a decided ceiling: its largest option
             short = by_t[t_worst]
-            lines.append(f"site {s}: power needs {_num(cap + short)} MW in {_periods(list(by_t))} but the "
-                         f"ceiling is {_num(cap)} MW (short by up to {_num(short)} MW)")
+            ceiling = (f"the largest ceiling its power_options allow is {_num(cap)} MW" if decided
+                       else f"the ceiling is {_num(cap)} MW")
+            lines.append(f"site {s}: power needs {_num(cap + short)} MW in {_periods(list(by_t))} but "
+                         f"{ceiling} (short by up to {_num(short)} MW)")
     if hasattr(model, "slack_gbps"):
         groups = {}
         for (link, t), x in _nonzero(model.slack_gbps).items():
