@@ -29,8 +29,8 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    ValidationError,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )

@@ -24,7 +24,7 @@ from allocator.errors import InputError, Problem
 from allocator.options import SolveOptions
 from allocator.outcome import Outcome
 from allocator.pipeline import build_result, gap_of, mode_objective, options_dict
-from allocator.results import COST_TERMS, Result, Status
+from allocator.results import COST_TERMS, Result
 
 #: options the sizing route does not honour (refused with exit 2 when set)
 NOT_HONOURED = {

@@ -190,6 +190,14 @@ CASES: list[Case] = [
          ("(services, code-8b)", "demand.users-eu: the sites within the SLO (gcp-euw4) have no GPUs")),
     Case("budget-below-reserved", lambda d: d.__setitem__("budget_usd", 1000),
          ("(instance, demo)", "budget_usd: 1000 is below the reserved lease alone")),
+    Case("unknown-scenario", _set(lambda d: _job(d, "eval-sweep"), "scenarios", ["peak"]),
+         ("(jobs, eval-sweep)", "scenarios: 'peak' is no scenario of the instance")),
+    Case("scenario-override", lambda d: d.__setitem__("scenarios", [{"id": "peak", "probability": 1.0, "overrides": [
+        {"path": "services[chat-70x].unserved_usd_per_mtok", "scale": 2}]}]),
+         ("(scenarios, overrides)", "scenarios[0] (peak).overrides[0]", "services[chat-70x] matches nothing")),
+    Case("scenario-invalid", lambda d: d.__setitem__("scenarios", [{"id": "peak", "probability": 1.0, "overrides": [
+        {"path": "jobs[pretrain-8b].release_period", "value": 9999}]}]),
+         ("(scenarios, peak)", "(jobs, pretrain-8b) release_period: 9999 is not before the horizon end")),
     # warnings
     Case("optional-never-runs", _optional_never, ("(jobs, eval-sweep)", "needs 99999 H100")),
     Case("reserved-price-zero",
