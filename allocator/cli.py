@@ -224,6 +224,8 @@ def validate_cmd(instance, as_json, profiles_dir):
             ("services", f"{s['services']}"),
             ("total demand", f"{s['demand_mtok']:,.0f} million tokens"),
             ("AI model profiles", f"{s['profiles']}"),
+            ("lease decisions (pools / sites)", f"{s['decided_pools']} / {s['decided_sites']}"),
+            ("scenarios", f"{s['scenarios'] or 'none (one, probability 1)'}"),
         ):
             table.add_row(what, holds)
         console.print(table)
@@ -527,6 +529,24 @@ def _render_solve(result, folder: str, quiet: bool, kept: bool = False) -> int:
         head.add_row("build / solve s", f"{result.build_s:.2f} / {result.solve_s:.2f}")
         head.add_row("solver", result.solver)
         console.print(head)
+        leases = result.frames.get("leases")
+        if leases is not None and len(leases):
+            t = Table(title="leases (decided)")
+            for c in ("site", "resource", "term", "size", "cost $"):
+                t.add_column(c, justify="left" if c in ("site", "resource", "term") else "right")
+            for r in leases.itertuples(index=False):
+                t.add_row(str(r.site), str(r.resource), str(r.term),
+                          f"{float(r.size):,.6g} {r.unit}", display.fixed(r.cost_usd))
+            console.print(t)
+        if result.scenarios:
+            t = Table(title="scenarios (expected total = probability-weighted sum)")
+            for c in ("scenario", "probability", "status", "total cost $"):
+                t.add_column(c, justify="left" if c in ("scenario", "status") else "right")
+            table = result.frames["scenarios"]
+            for r in table.itertuples(index=False):
+                t.add_row(str(r.scenario), f"{r.probability:g}", str(r.status),
+                          "-" if r.total_cost_usd is None else display.fixed(r.total_cost_usd))
+            console.print(t)
         util = _site_utilisation(result.frames)
         if util:
             t = Table(title="peak utilisation per site")

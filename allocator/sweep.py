@@ -364,10 +364,13 @@ class ReuseSession:
         from the same builder (objective recomputed from the derived costs)."""
         from allocator import api
         from allocator.indexing import build_index, estimate_size
+        from allocator.leasing import is_sizing
         from allocator.network import Network
         from allocator.pipeline import build_result, mip_outcome
 
         opts = self.options
+        if is_sizing(inst):  # leases or scenarios: the sizing route of api.solve builds its own models
+            return self._fallback(inst)
         if opts.duals or opts.heuristic is not None or opts.previous is not None:
             # duals, the greedy planner and re-plans (the previous plan is loaded, checked and
             # compared by api.solve) take the plain way
@@ -538,6 +541,10 @@ def result_row(result: Result, inst: Instance, sites: list[str]) -> dict:
         row["dropped_jobs"] = len(dropped) if isinstance(dropped, (list, tuple)) else _num(dropped)
         row.update(_site_peaks(result, sites))
         row.update(_power_values(result, inst))
+        leases = result.frames.get("leases")  # a sizing instance: what each scenario leases
+        if leases is not None:
+            for r in leases.itertuples(index=False):
+                row[f"lease_{r.site}_{r.resource}"] = _num(r.size)
     else:
         text = "; ".join(result.explanation) or result.message or f"no schedule ({row['status']})"
         row["error"] = text
@@ -751,7 +758,7 @@ def results_frame(scenarios: list[Scenario], rows: dict[str, dict], spec: SweepS
     if df.empty:
         return df
     for col in df.columns:
-        if col in NUMERIC or col.startswith(("util_", "power_mw_", "power_value_usd_per_mw_")):
+        if col in NUMERIC or col.startswith(("util_", "power_mw_", "power_value_usd_per_mw_", "lease_")):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
         elif col in ("scenario", "status", "error"):
             df[col] = df[col].astype("string")

@@ -216,6 +216,9 @@ def summary(inst: Instance) -> dict[str, Any]:
         "services": len(inst.services),
         "demand_mtok": demand * 3600 * h.period_hours / 1e6,
         "profiles": len(inst.profiles),
+        "decided_pools": sum(p.reserve_options is not None for p in pools),
+        "decided_sites": sum(s.power_options is not None for s in inst.sites),
+        "scenarios": len(inst.scenarios),
     }
 
 

@@ -335,3 +335,29 @@ def test_an_instance_without_decisions_is_unchanged_by_the_family():
     model = build_model(inst, build_index(inst))
     assert len(model.reserve_take) == 0 and len(model.power_steps) == 0
     assert len(model.leasing_offer) == 0 and len(model.leasing_steps) == 0
+
+
+def test_a_sweep_of_the_mw_price_solves_each_point_as_a_sizing_instance(tmp_path):
+    # With scenarios, 'big' forces the 0.016 MW ceiling, whatever its price: power costs
+    # 0.016 x price x 2 h = 0.32, 3.2, 32 at $10, $100, $1000 per MW-h. The GPUs cost $42
+    # expected at on-demand $3 (test_scenarios_share_the_leases_by_hand); at $1.2 no block
+    # pays: 0.5 x (20 + 24) GPU-h x 1.2 = 26.4.
+    path = write(tmp_path, with_scenarios(leasing_case()))
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({"parameters": [
+        {"path": "sites[S].power_options.price_usd_per_mw_h", "values": [10.0, 100.0, 1000.0]},
+        {"path": "sites[S].pools[X].ondemand_price_usd_per_gpu_h", "values": [1.2, 3.0]}]}))
+    res = run("sweep", path, spec, "--out", tmp_path / "sw")
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    df = pd.read_parquet(tmp_path / "sw" / "results.parquet")
+    got = {(r[0], r[1]): r[2] for r in df[["sites[S].power_options.price_usd_per_mw_h",
+                                          "sites[S].pools[X].ondemand_price_usd_per_gpu_h",
+                                          "total_cost_usd"]].itertuples(index=False)}
+    want = {(p, od): 0.016 * p * 2 + (26.4 if od == 1.2 else 42.0)
+            for p in (10.0, 100.0, 1000.0) for od in (1.2, 3.0)}
+    assert got == pytest.approx(want)
+    assert df["lease_S_power"].tolist() == pytest.approx([0.016] * 6)
+    assert set(df.loc[df["sites[S].pools[X].ondemand_price_usd_per_gpu_h"] == 3.0, "lease_S_X"]) == {12.0}
+    assert set(df.loc[df["sites[S].pools[X].ondemand_price_usd_per_gpu_h"] == 1.2, "lease_S_X"]) == {0.0}
