@@ -23,7 +23,7 @@ def block(marker: str) -> str:
 
 def test_api_examples_run_and_verify(tmp_path, capsys):
     blocks = python_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     ns: dict = {}
     exec(compile(blocks[0], f"{DOC}:example", "exec"), ns)  # noqa: S102 - our own docs
     result = ns["result"]
@@ -63,3 +63,22 @@ def test_duals_example_names_the_link_and_sums_by_the_documented_call(capsys):
     assert abs(bw["marginal_usd_per_unit_h"].iloc[0] - 125.0) < 1e-6
     printed = capsys.readouterr().out
     assert "250" in printed
+
+
+def test_sizing_example_leases_what_its_text_works_out(tmp_path, capsys):
+    # the text under the block: 12 GPUs on the 3y offer, a 0.016 MW ceiling, $45.20 expected
+    from allocator import instance_from_dict
+    from allocator.verify import verify
+
+    ns: dict = {}
+    exec(compile(block("what_to_lease = {"), f"{DOC}:sizing", "exec"), ns)  # noqa: S102 - our own docs
+    sized = ns["sized"]
+    assert sized.status is Status.OPTIMAL
+    assert abs(sized.total_cost - 45.2) < 1e-6
+    assert "expected cost $45.20" in capsys.readouterr().out
+    leases = sized.frames["leases"].set_index("resource")
+    assert (leases.loc["X", "term"], leases.loc["X", "size"]) == ("3y", 12.0)
+    assert abs(leases.loc["power", "size"] - 0.016) < 1e-12
+    assert abs(ns["big"].total_cost - 51.2) < 1e-6
+    folder = sized.export(tmp_path / "sized")
+    assert verify(instance_from_dict(ns["what_to_lease"]), folder).ok
