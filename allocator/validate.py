@@ -41,6 +41,7 @@ from allocator.errors import InputError, Problem
 from allocator.indexing import duration_periods
 from allocator.io import load_instance, origin_of
 from allocator.network import Network
+from allocator.quantities import mw_per_gpu
 from allocator.schema import RANGES, Instance, Site, TrainingJob, series_list
 
 ERROR, WARNING = "error", "warning"
@@ -413,8 +414,8 @@ def _check_sites(cx: _Context) -> None:
                            f"{tag}.{name}: {_fmt(price)} $ per GPU-hour is far above any list price",
                            "the price is per GPU and per hour (divide a node price by its GPUs)",
                            index=si)
-        draw = sum(p.available * cx.gpu[p.gpu_type].power_kw for p in s.pools
-                   if p.gpu_type in cx.gpu) * s.pue / 1000
+        draw = sum(p.available * mw_per_gpu(cx.gpu[p.gpu_type].power_kw, s.pue) for p in s.pools
+                   if p.gpu_type in cx.gpu)
         caps = cx.caps(s)
         if s.pools and draw > 0 and caps.max() <= 0:
             cx.add("power-cap-zero", "sites", s.id,
@@ -657,7 +658,7 @@ def _check_fit(cx: _Context, ji: int, j: TrainingJob, sites: list[Site], lo: int
             continue
         best: tuple[float, Site, float, float] | None = None
         for s, _p in big:
-            need = o.gpus * g.power_kw * s.pue / 1000
+            need = o.gpus * mw_per_gpu(g.power_kw, s.pue)  # the index's gang power, one home
             cap = cx.best_cap(s, d, lo, hi - d)
             if power_fits(need, cap):
                 return  # this option fits this site
