@@ -657,6 +657,11 @@ def check_spec(inst: Instance, spec: SweepSpec, *, source: str = "<spec>") -> li
         except PathError as exc:
             problems.append(Problem("sweep", f"{name} parameters[{i}] {p.path}", str(exc),
                                     "fix the path (see docs/sweeps.md)", rule="spec-path"))
+    fixed_now = spec.solve.get("now")
+    if isinstance(fixed_now, int) and fixed_now > inst.horizon.periods:
+        problems.append(Problem("sweep", f"{name} solve.now",
+                                f"value {fixed_now!r} is beyond the horizon ({inst.horizon.periods} periods)",
+                                f"use a period from 0 to {inst.horizon.periods}", rule="spec-value"))
     if problems:
         raise SpecError(problems, source=source)
     scenarios = expand(spec)

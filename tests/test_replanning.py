@@ -325,3 +325,37 @@ def _only_b_two() -> dict:
     d = with_jobs(job("j1"), job("j2", gpus=4))
     d["sites"][0]["pools"][0]["available"] = 2
     return d
+
+
+# ---------------------------------------------------------------- now at and beyond the horizon
+
+
+def test_now_beyond_the_horizon_is_a_usage_error_naming_option_and_value(tmp_path):
+    import yaml
+    # the tiny horizon has 4 periods (0-3): now = 4 is its end, now = 5 is past it
+    with pytest.raises(InputError) as e:
+        allocator.solve(with_jobs(job("j1")), previous=prev_plan(("j1", "a", 0)), now=5)
+    text = str(e.value)
+    assert "now = 5" in text and "4 periods" in text
+    inst = tmp_path / "inst.yaml"
+    inst.write_text(yaml.safe_dump(with_jobs(job("j1"))))
+    r = CliRunner()
+    prev = tmp_path / "prev"
+    assert r.invoke(main, ["solve", str(inst), "--out", str(prev), "--quiet"]).exit_code == 0
+    res = r.invoke(main, ["solve", str(inst), "--out", str(tmp_path / "new"), "--previous", str(prev),
+                          "--now", "5"])
+    assert res.exit_code == 2, res.output
+    assert "--now" in res.output and "5" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_now_at_the_horizon_end_re_costs_the_previous_plan_without_re_deciding_it():
+    # now = 4 = periods: every period is history. j1 started at b in period 2 stays there
+    # ($48, although a costs $32); the new optional j2 ($100 of value) has no period left to
+    # start in and is dropped: 48 + 100 = $148.
+    data = with_jobs(job("j1"), job("j2", mandatory=False, value_usd=100.0))
+    res = allocator.solve(data, previous=prev_plan(("j1", "b", 2)), now=4, mip_gap=0.0)
+    assert res.status is Status.OPTIMAL
+    assert placed(res) == {"j1": ("b", 2)}
+    assert res.objective == pytest.approx(148.0)
+    assert res.frames["changes"].set_index("job")["change"].to_dict() == {"j1": "kept", "j2": "dropped"}

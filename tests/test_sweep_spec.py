@@ -253,14 +253,14 @@ def test_solve_parameters_set_the_scenario_options_not_the_instance(demo):
 
     spec = spec_from_dict({"parameters": [{"path": "solve.max_moves", "values": [0, 2, None]},
                                           {"path": "solve.mip_gap", "values": [0.01]}],
-                           "solve": {"previous": "plan", "now": 84}})
+                           "solve": {"previous": "plan", "now": 6}})
     scenarios = check_spec(demo, spec, source="s.yaml")
     assert len({s.id for s in scenarios}) == 3  # the id changes with the option's value
     base = spec.solve_options(SolveOptions(threads=1))
     opts = [scenario_options(base, s) for s in scenarios]
     assert [o.max_moves for o in opts] == [0, 2, None]
     assert all(isinstance(o.max_moves, int) for o in opts[:2])  # 2 (YAML) -> int, not 2.0
-    assert {(o.mip_gap, o.now, o.previous, o.threads) for o in opts} == {(0.01, 84, "plan", 1)}
+    assert {(o.mip_gap, o.now, o.previous, o.threads) for o in opts} == {(0.01, 6, "plan", 1)}
     # the instance of a scenario is the base instance: no instance field was touched
     assert scenario_instance(demo, scenarios[0]).model_dump() == demo.model_dump()
     assert scenarios[2].values == {"solve.max_moves": None, "solve.mip_gap": 0.01}
@@ -312,3 +312,11 @@ def test_now_beyond_the_horizon_is_a_spec_error(demo):
     text = str(err.value)
     assert "replan.yaml" in text and "solve.now" in text and str(demo.horizon.periods + 1) in text
     assert f"{demo.horizon.periods} periods" in text
+    fixed = spec_from_dict({"parameters": [{"path": "solve.max_moves", "values": [0]}],
+                            "solve": {"previous": "plan", "now": demo.horizon.periods + 2}})
+    with pytest.raises(InputError, match="solve.now"):
+        check_spec(demo, fixed, source="specs/replan.yaml")
+    # now = periods (all history) is a period a re-plan may start from
+    ok = spec_from_dict({"parameters": [{"path": "solve.now", "values": [demo.horizon.periods]}],
+                         "solve": {"previous": "plan"}})
+    assert len(check_spec(demo, ok)) == 1
