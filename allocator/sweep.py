@@ -133,6 +133,10 @@ def sweep(
     scenarios = check_spec(inst, spec, source=source)
     opts = spec.solve_options(options)
     _check_scenario_options(scenarios, opts, source)
+    if isinstance(opts.previous, (str, Path)):  # a missing or foreign previous plan: say it once
+        from allocator.previous import load_previous
+
+        load_previous(opts.previous, inst)
     out_dir = Path(out) if out is not None else None
 
     with contextlib.ExitStack() as held:  # the folder's lock, the scheduler's client
@@ -581,6 +585,9 @@ def result_row(result: Result, inst: Instance, sites: list[str]) -> dict:
         row["dropped_jobs"] = len(dropped) if isinstance(dropped, (list, tuple)) else _num(dropped)
         row.update(_site_peaks(result, sites))
         row.update(_power_values(result, inst))
+        changes = result.summary.get("changes")
+        if isinstance(changes, dict):  # a re-plan: what changed against the previous plan
+            row.update({k: _num(changes.get(k)) for k in REPLAN_COUNTS})
     else:
         text = "; ".join(result.explanation) or result.message or f"no schedule ({row['status']})"
         row["error"] = text
@@ -773,8 +780,10 @@ def _finished_rows(out: Path, scenarios: list[Scenario]) -> dict[str, dict]:
     return rows
 
 
+#: a re-plan's change counts (summary.json "changes"), columns of its sweep's results
+REPLAN_COUNTS = ("kept", "moved", "retimed", "added", "removed", "moved_gpus")  # dropped: dropped_jobs
 NUMERIC = ("objective", "bound", "gap", "total_cost_usd", "emissions_t", "unserved_mtok",
-           "dropped_jobs", "seconds", *(f"{t}_usd" for t in COST_TERMS))
+           "dropped_jobs", "seconds", *(f"{t}_usd" for t in COST_TERMS), *REPLAN_COUNTS)
 
 
 def results_frame(scenarios: list[Scenario], rows: dict[str, dict], spec: SweepSpec,

@@ -392,8 +392,13 @@ def options_solve(inst, options=None):
 def test_solve_parameters_reach_the_solve_and_get_a_column(demo, tmp_path):
     spec = {"parameters": [{"path": "solve.max_moves", "values": [0, 4, None]},
                            {"path": "solve.mip_gap", "values": [0.01, 0.02]}],
-            "solve": {"previous": "plan", "now": 3}}
-    df = sweep(demo, spec, out=tmp_path / "s", executor="inline", solve=options_solve)
+            "solve": {"now": 3}}
+    from allocator.options import SolveOptions
+
+    previous = pd.DataFrame({"job": [], "option": [], "site": [], "gpu_type": [], "gpus": [],
+                             "start_period": []})  # an empty previous plan: the fake ignores it
+    df = sweep(demo, spec, out=tmp_path / "s", executor="inline", solve=options_solve,
+               options=SolveOptions(previous=previous))
     assert len(set(df["scenario"])) == 6
     assert df["solve.max_moves"].tolist()[:4] == [0.0, 0.0, 4.0, 4.0]
     assert df["solve.max_moves"].iloc[4:].isna().all()  # null: no cap, an empty cell
@@ -436,3 +441,14 @@ def test_cli_bad_solve_parameter_exit_2_names_file_field_value(tmp_path, cli_sol
         assert "Traceback" not in res.output
         for w in words:
             assert w in res.output, res.output
+
+
+def test_a_missing_previous_plan_is_refused_before_anything_runs(demo, tmp_path):
+    from allocator.errors import InputError
+
+    counter = CountingSolve(tmp_path / "c")
+    spec = {"parameters": [{"path": "solve.max_moves", "values": [0, None]}],
+            "solve": {"previous": str(tmp_path / "no-plan")}}
+    with pytest.raises(InputError, match="no-plan"):
+        sweep(demo, spec, out=tmp_path / "s", executor="inline", solve=counter)
+    assert counter.calls() == 0

@@ -207,6 +207,9 @@ def test_a_max_moves_sweep_of_a_re_plan_end_to_end(tmp_path):
     assert df["status"].tolist() == ["optimal", "optimal"]
     assert df["total_cost_usd"].tolist() == pytest.approx([48.0, 32.0])
     assert df["solve.max_moves"].iloc[0] == 0 and pd.isna(df["solve.max_moves"].iloc[1])
+    # a re-plan's row counts its changes: the cost of stability curve is cost against moved
+    assert df["moved"].tolist() == [0, 1] and df["moved_gpus"].tolist() == [0, 8]
+    assert df["migration_usd"].tolist() == [0, 0]
     for sid, site in zip(df["scenario"], ["b", "a"], strict=True):
         ch = pd.read_csv(tmp_path / "s" / "scenarios" / sid / "changes.csv")
         assert ch["to_site"].tolist() == [site] and (ch["change"] == "moved").sum() == (site == "a")
