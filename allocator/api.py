@@ -121,6 +121,7 @@ def _solve(instance, options, option_overrides) -> Result:
         inst, source = _instance(instance)
     with clock("validate_s"):
         warnings = _validate(inst, source)
+    _check_now(opts, inst)
 
     from allocator import leasing
 
@@ -402,6 +403,18 @@ def _options(options: SolveOptions | None, overrides: dict[str, Any]) -> SolveOp
     if problems:
         raise InputError(problems, source="solve options")
     return opts
+
+
+def _check_now(opts: SolveOptions, inst: Instance) -> None:
+    """``now`` is a period of the horizon or its end: now = periods makes every period history
+    (the previous plan re-costed on the new instance, nothing re-decided); beyond it, exit 2."""
+    periods = inst.horizon.periods
+    if isinstance(opts.now, int) and opts.now > periods:
+        raise InputError([Problem(
+            "options", "now", f"now = {opts.now} (--now) is beyond the horizon ({periods} periods, "
+            f"0 to {periods - 1})",
+            f"give a period from 0 to {periods} (now = {periods}: every period is history)",
+            rule="bad-option")], source="solve options")
 
 
 def _instance(instance) -> tuple[Instance, str]:

@@ -41,12 +41,14 @@ from allocator.results import COST_TERMS, Result, Status
 from allocator.schema import Instance
 from allocator.sweep_spec import (
     Scenario,
+    SpecError,
     SweepSpec,
     check_spec,
     instance_fingerprint,
     load_spec,
     resolve,
     scenario_instance,
+    scenario_options,
     spec_from_dict,
 )
 
@@ -130,6 +132,11 @@ def sweep(
         spec = spec_from_dict(spec)
     scenarios = check_spec(inst, spec, source=source)
     opts = spec.solve_options(options)
+    _check_scenario_options(scenarios, opts, source)
+    if isinstance(opts.previous, (str, Path)):  # a missing or foreign previous plan: say it once
+        from allocator.previous import load_previous
+
+        load_previous(opts.previous, inst)
     out_dir = Path(out) if out is not None else None
 
     with contextlib.ExitStack() as held:  # the folder's lock, the scheduler's client
@@ -141,6 +148,27 @@ def sweep(
         return _run_sweep(inst, spec, scenarios, opts, out_dir, client, executor=executor,
                           workers=workers, solve=solve, reuse=reuse, progress=progress,
                           retry_failed=retry_failed, on_row=on_row, force=force)
+
+
+def _check_scenario_options(scenarios: list[Scenario], opts: SolveOptions, source: str) -> None:
+    """Every scenario's solve options as allocator.solve checks them (a move budget needs a
+    previous plan, a gap in [0, 1), ...), before anything runs: SpecError naming the spec."""
+    from allocator.api import _options
+
+    seen: set[tuple] = set()
+    for sc in scenarios:
+        key = tuple((p, repr(v)) for p, _op, v in sc.overrides if p.startswith("solve."))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            _options(scenario_options(opts, sc), {})
+        except InputError as exc:
+            swept = ", ".join(f"{p} = {v!r}" for p, v in key)
+            name = Path(source).name if source != "<spec>" else source
+            raise SpecError([Problem("sweep", f"{name} solve" + (f" ({swept})" if swept else ""),
+                                     f"solve.{pr.id}: {pr.message}", pr.fix, rule="spec-solve")
+                             for pr in exc.problems], source=source) from None
 
 
 def _run_sweep(inst, spec, scenarios, opts, out_dir, client, *, executor, workers, solve,
@@ -270,16 +298,18 @@ class Solver:
     def __init__(self, task: ScenarioTask, inst: Instance):
         self.task = task
         self.inst = inst
-        self.resolved = {p.path: resolve(inst, p.path) for p in task.spec.parameters}
+        self.resolved = {p.path: resolve(inst, p.path) for p in task.spec.parameters
+                         if p.solve_option is None}
         self.fn = task.solve or _default_solve()
         self.session = ReuseSession(task.options) if task.reuse and _is_engine(self.fn) else None
         self.key: tuple | None = None
 
     def solve(self, sc: Scenario) -> Result:
         sinst = scenario_instance(self.inst, sc, self.resolved)
+        opts = scenario_options(self.task.options, sc)  # the spec's, with its swept solve options
         if self.session is not None:
-            return self.session.solve(sinst)
-        return self.fn(sinst, self.task.options)
+            return self.session.solve(sinst, opts)
+        return self.fn(sinst, opts)
 
 
 def _is_engine(fn: SolveFn) -> bool:
@@ -356,49 +386,55 @@ class ReuseSession:
         self.index = None
         self.structure: tuple | None = None
         self.created: dict[str, list[str]] = {}  # family -> component names it added
+        self.model_key: SolveOptions | None = None  # _model_options of the options it was built with
         self.stats = {"built": 0, "reused": 0, "fallback": 0}
 
-    def solve(self, inst: Instance) -> Result:
+    def solve(self, inst: Instance, options: SolveOptions | None = None) -> Result:
         """One scenario through the pipeline of allocator.api: its strategy choice, size
         check and fallbacks; only the mip strategy re-uses the model, and its Result comes
-        from the same builder (objective recomputed from the derived costs)."""
+        from the same builder (objective recomputed from the derived costs).
+
+        ``options`` are the scenario's (a sweep may vary solve options; default: the
+        session's). A model is re-used only for options that build the same model: they may
+        differ in the solver's own settings (SOLVER_ONLY_OPTIONS), nothing else."""
         from allocator import api
         from allocator.indexing import build_index, estimate_size
         from allocator.leasing import is_sizing
         from allocator.network import Network
         from allocator.pipeline import build_result, mip_outcome
 
-        opts = self.options
+        opts = self.options if options is None else options
         if is_sizing(inst):  # leases or scenarios: the sizing route of api.solve builds its own models
-            return self._fallback(inst)
+            return self._fallback(inst, opts)
         if opts.duals or opts.heuristic is not None or opts.previous is not None:
             # duals, the greedy planner and re-plans (the previous plan is loaded, checked and
-            # compared by api.solve) take the plain way
-            return self._fallback(inst)
+            # compared by api.solve, with the scenario's now and move budget) take the plain way
+            return self._fallback(inst, opts)
         t0 = time.perf_counter()
         index = build_index(inst, Network(inst))
         if index.unplaceable_mandatory:
-            return self._fallback(inst)
+            return self._fallback(inst, opts)
         compact = estimate_size(index, compact=True) if opts.strategy in ("auto", "lns") else None
         if api._resolve_strategy(opts, compact).strategy != "mip":
-            return self._fallback(inst)
+            return self._fallback(inst, opts)
         structure = _index_structure(index)
-        first = self._rebuild_from(inst, structure)
+        model_key = _model_options(opts)
+        first = self._rebuild_from(inst, structure) if model_key == self.model_key else None
         if first is None:
             _validate(inst)  # as a plain solve does; numbers-only updates keep its verdict
             api._check_size(estimate_size(index), opts.with_(strategy="mip"), inst)
-            self._build(inst, index)
+            self._build(inst, index, opts)
             reused = False
         else:
-            self._update(first, inst, index)
+            self._update(first, inst, index, opts)
             reused = True
-        self.inst, self.index, self.structure = inst, index, structure
+        self.inst, self.index, self.structure, self.model_key = inst, index, structure, model_key
         build_s = time.perf_counter() - t0
 
         outcome, _raw = mip_outcome(self.model, opts, index, start=reused)
         if not outcome.status.has_schedule:
             self.model = None  # its values are no start for anyone
-            return self._fallback(inst)
+            return self._fallback(inst, opts)
         outcome.build_s = build_s
         result = build_result(inst, index, opts.with_(strategy="mip"), outcome)
         self.stats["reused" if reused else "built"] += 1
@@ -409,9 +445,9 @@ class ReuseSession:
             "model_reused": reused,
         })
 
-    def _fallback(self, inst: Instance) -> Result:
+    def _fallback(self, inst: Instance, opts: SolveOptions | None = None) -> Result:
         self.stats["fallback"] += 1
-        return _default_solve()(inst, self.options)
+        return _default_solve()(inst, self.options if opts is None else opts)
 
     def _rebuild_from(self, inst: Instance, structure: tuple) -> str | None:
         """The first family to rebuild, or None when the model must be built anew."""
@@ -427,20 +463,20 @@ class ReuseSession:
         order = {name: i for i, name in enumerate(FAMILY_NAMES)}
         return min((REBUILD_FROM[f] for f in changed), key=lambda n: order.get(n, -1))
 
-    def _build(self, inst: Instance, index) -> None:
+    def _build(self, inst: Instance, index, options: SolveOptions) -> None:
         from allocator.formulation import FAMILIES, FAMILY_NAMES, build_model
 
         late = [n for n in FAMILY_NAMES if n in set(REBUILD_FROM.values()) | {"objective"}]
         late = FAMILY_NAMES[min(FAMILY_NAMES.index(n) for n in late):]
-        user_off = set(self.options.disabled_families)
-        opts = self.options.with_(disabled_families=tuple(sorted(user_off | set(late))))
+        user_off = set(options.disabled_families)
+        opts = options.with_(disabled_families=tuple(sorted(user_off | set(late))))
         self.model = build_model(inst, index, opts)
         self.created = {}
         for name, add in FAMILIES:
             if name in late and name not in user_off:
-                self.created[name] = _add_family(self.model, add, inst, index, self.options)
+                self.created[name] = _add_family(self.model, add, inst, index, options)
 
-    def _update(self, first: str, inst: Instance, index) -> None:
+    def _update(self, first: str, inst: Instance, index, options: SolveOptions) -> None:
         from allocator.formulation import FAMILIES
 
         names = [n for n, _ in FAMILIES]
@@ -451,7 +487,18 @@ class ReuseSession:
                     self.model.del_component(comp)
         self.model._inst, self.model._index = inst, index  # what extraction defaults to
         for name, add in redo:
-            self.created[name] = _add_family(self.model, add, inst, index, self.options)
+            self.created[name] = _add_family(self.model, add, inst, index, options)
+
+
+#: Options that only tell HiGHS how to search (or how much to print): a model built under one
+#: value serves another. Every other option may change what is built, so a change rebuilds.
+SOLVER_ONLY_OPTIONS = ("time_limit_s", "mip_gap", "seed", "threads", "verbose")
+
+
+def _model_options(opts: SolveOptions) -> SolveOptions:
+    """``opts`` with the solver-only options reset: equal for options that build one model."""
+    return dataclasses.replace(opts, time_limit_s=None, mip_gap=0.0, seed=0, threads=None,
+                               verbose=False)
 
 
 def _validate(inst: Instance) -> None:
@@ -545,6 +592,9 @@ def result_row(result: Result, inst: Instance, sites: list[str]) -> dict:
         if leases is not None:
             for r in leases.itertuples(index=False):
                 row[f"lease_{r.site}_{r.resource}"] = _num(r.size)
+        changes = result.summary.get("changes")
+        if isinstance(changes, dict):  # a re-plan: what changed against the previous plan
+            row.update({k: _num(changes.get(k)) for k in REPLAN_COUNTS})
     else:
         text = "; ".join(result.explanation) or result.message or f"no schedule ({row['status']})"
         row["error"] = text
@@ -737,8 +787,10 @@ def _finished_rows(out: Path, scenarios: list[Scenario]) -> dict[str, dict]:
     return rows
 
 
+#: a re-plan's change counts (summary.json "changes"), columns of its sweep's results
+REPLAN_COUNTS = ("kept", "moved", "retimed", "added", "removed", "moved_gpus")  # dropped: dropped_jobs
 NUMERIC = ("objective", "bound", "gap", "total_cost_usd", "emissions_t", "unserved_mtok",
-           "dropped_jobs", "seconds", *(f"{t}_usd" for t in COST_TERMS))
+           "dropped_jobs", "seconds", *(f"{t}_usd" for t in COST_TERMS), *REPLAN_COUNTS)
 
 
 def results_frame(scenarios: list[Scenario], rows: dict[str, dict], spec: SweepSpec,
@@ -763,8 +815,9 @@ def results_frame(scenarios: list[Scenario], rows: dict[str, dict], spec: SweepS
         elif col in ("scenario", "status", "error"):
             df[col] = df[col].astype("string")
     for p in spec.parameters:
-        if df[p.column].map(lambda v: isinstance(v, (int, float))).all():
-            df[p.column] = df[p.column].astype("float64")
+        # numbers, or null for a solve option's "no cap" (an empty cell, NaN)
+        if df[p.column].map(lambda v: v is None or isinstance(v, (int, float))).all():
+            df[p.column] = pd.to_numeric(df[p.column], errors="coerce").astype("float64")
         else:
             df[p.column] = df[p.column].astype("string")
     df["error"] = df["error"].fillna("")

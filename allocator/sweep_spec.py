@@ -21,8 +21,16 @@ in brackets: the id of a list item (`sites[colossus-1]`), the GPU type of a pool
 `sites[SITE].pools[TYPE]`; a leading `*.` matches the field anywhere in the instance.
 
 `values` and `range` set the number (a series becomes constant); `scale` multiplies it (a
-series element-wise; whole-number fields are rounded). This module reads and expands specs;
-it never solves anything.
+series element-wise; whole-number fields are rounded).
+
+A path `solve.FIELD` sweeps a solve option instead of an instance field (SWEEPABLE_SOLVE:
+the move budget of a re-plan, `now`, the time limit, the gap, the seed), with `values` or
+`range`; `null` in `values` means "no cap" where the option allows it:
+
+      - path: solve.max_moves
+        values: [0, 1, 2, 4, 8, null]
+
+This module reads and expands specs; it never solves anything.
 """
 
 from __future__ import annotations
@@ -78,13 +86,68 @@ class Range(_Strict):
 Number = float | int
 Value = Number | list[Number]
 
+SOLVE_PREFIX = "solve."
+
+#: Solve options a parameter may sweep (path ``solve.<name>``): kind, lowest value, whether
+#: the upper end is open (``mip_gap`` < 1), and whether null (no cap / no limit) is allowed.
+#: The others (threads, objective, strategy, previous, ...) are set once under ``solve:``.
+SWEEPABLE_SOLVE: dict[str, tuple[type, float, float | None, bool]] = {
+    "max_moves": (int, 0, None, True),
+    "max_moved_gpus": (int, 0, None, True),
+    "now": (int, 0, None, False),
+    "seed": (int, 0, None, False),
+    "time_limit_s": (float, 0, None, True),
+    "mip_gap": (float, 0, 1, False),
+}
+
+
+def solve_option(path: str) -> str | None:
+    """The solve option a parameter path names (``solve.max_moves`` -> max_moves), else None."""
+    path = path.strip()
+    return path[len(SOLVE_PREFIX):] if path.startswith(SOLVE_PREFIX) else None
+
+
+def _solve_value(name: str, value: Any) -> Any:
+    """A swept value of solve option ``name`` in its own type (2.0 -> 2), or ValueError."""
+    kind, low, below, nullable = SWEEPABLE_SOLVE[name]
+    if value is None:
+        if nullable:
+            return None
+        raise ValueError(f"solve.{name}: value None (null) is not allowed; {name} needs a number")
+    if isinstance(value, list) or not _is_number(value):
+        raise ValueError(f"solve.{name}: value {value!r} is not one number")
+    if kind is int:
+        if float(value) != int(value):
+            raise ValueError(f"solve.{name}: value {value!r} is not a whole number")
+        value = int(value)
+    else:
+        value = float(value)
+    if value < low or (below is not None and value >= below):
+        span = f"in [{low:g}, {below:g})" if below is not None else f">= {low:g}"
+        extra = " or null (no cap)" if nullable else ""
+        raise ValueError(f"solve.{name}: value {value!r} is not {span}{extra}")
+    return value
+
+
+def _check_solve_parameter(name: str, op: str, points: list[Any]) -> None:
+    sweepable = ", ".join(SWEEPABLE_SOLVE)
+    if name not in SolveOptions.__dataclass_fields__:
+        raise ValueError(f"solve.{name} is not a solve option (sweepable: {sweepable})")
+    if name not in SWEEPABLE_SOLVE:
+        raise ValueError(f"solve.{name} cannot be swept (sweepable: {sweepable}); set it once "
+                         "under solve:")
+    if op == "scale":
+        raise ValueError(f"solve.{name}: a solve option takes values or range, not scale")
+    for v in points:
+        _solve_value(name, v)
+
 
 class Parameter(_Strict):
     """One swept parameter: a path into the instance and the numbers it takes."""
 
     path: str = Field(min_length=1)
     name: str | None = Field(None, description="column name in the results (default: the path)")
-    values: list[Value] | None = None
+    values: list[Value | None] | None = None
     range: Range | None = None
     scale: list[Number] | Range | None = None
 
@@ -102,7 +165,18 @@ class Parameter(_Strict):
                     raise ValueError(f"value {x} is not a finite number")
         if not self.points():
             raise ValueError("the list of values is empty")
+        option = self.solve_option
+        if option is not None:
+            _check_solve_parameter(option, self.op, self.points())
+        elif any(v is None for v in self.points()):
+            raise ValueError(f"{self.path}: null is a value of solve options only (e.g. "
+                             "solve.max_moves: null, no cap); an instance field takes numbers")
         return self
+
+    @property
+    def solve_option(self) -> str | None:
+        """The solve option this parameter sweeps (path solve.NAME), None for an instance path."""
+        return solve_option(self.path)
 
     @property
     def op(self) -> Literal["set", "scale"]:
@@ -137,6 +211,10 @@ class SweepSpec(_Strict):
         dup = sorted({c for c in cols if cols.count(c) > 1})
         if dup:
             raise ValueError(f"parameter {dup[0]!r} appears more than once; give each a distinct name")
+        both = [p.solve_option for p in self.parameters if p.solve_option in self.solve]
+        if both:
+            raise ValueError(f"solve.{both[0]} is both swept (parameters) and set under solve: "
+                             f"(value {self.solve[both[0]]!r}); give it in one place")
         if self.mode == "sample" and self.samples is None:
             raise ValueError("mode sample needs 'samples: N'")
         if self.mode != "sample" and self.samples is not None:
@@ -224,7 +302,8 @@ def _spec_problems(exc: ValidationError, raw: dict, name: str) -> list[Problem]:
         elif kind == "extra_forbidden":
             msg = f"{field}: unknown field (value {shown})"
         else:
-            msg = f"{field + ': ' if field else ''}{err.get('msg', 'invalid')} (got {shown})"
+            text = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            msg = f"{field + ': ' if field else ''}{text} (got {shown})"
         out.append(Problem("sweep", where, msg, _spec_hint(kind, field), rule=f"spec-{kind or 'invalid'}"))
     return out
 
@@ -541,11 +620,20 @@ def scenario_instance(inst: Instance, scenario: Scenario,
     resolved = resolved or {}
     changes = []
     for path, op, value in scenario.overrides:
+        if solve_option(path) is not None:
+            continue  # a solve option: see scenario_options
         addrs = resolved.get(path)
         if addrs is None:
             addrs = resolve(inst, path)
         changes.extend((addr, op, copy.deepcopy(value)) for addr in addrs)
     return apply_overrides(inst, changes)
+
+
+def scenario_options(base: SolveOptions, scenario: Scenario) -> SolveOptions:
+    """The solve options of one scenario: ``base`` with the scenario's swept solve options."""
+    changes = {name: _solve_value(name, value) for path, _op, value in scenario.overrides
+               if (name := solve_option(path)) is not None}
+    return base.with_(**changes) if changes else base
 
 
 def check_spec(inst: Instance, spec: SweepSpec, *, source: str = "<spec>") -> list[Scenario]:
@@ -555,18 +643,32 @@ def check_spec(inst: Instance, spec: SweepSpec, *, source: str = "<spec>") -> li
     problems: list[Problem] = []
     resolved: dict[str, list] = {}
     for i, p in enumerate(spec.parameters):
+        if p.solve_option is not None:
+            if p.solve_option == "now":  # now == periods: every period is history
+                late = [v for v in p.points() if v is not None and v > inst.horizon.periods]
+                if late:
+                    problems.append(Problem(
+                        "sweep", f"{name} parameters[{i}] {p.path}",
+                        f"value {late[0]!r} is beyond the horizon ({inst.horizon.periods} periods)",
+                        f"use a period from 0 to {inst.horizon.periods}", rule="spec-value"))
+            continue
         try:
             resolved[p.path] = resolve(inst, p.path)
         except PathError as exc:
             problems.append(Problem("sweep", f"{name} parameters[{i}] {p.path}", str(exc),
                                     "fix the path (see docs/sweeps.md)", rule="spec-path"))
+    fixed_now = spec.solve.get("now")
+    if isinstance(fixed_now, int) and fixed_now > inst.horizon.periods:
+        problems.append(Problem("sweep", f"{name} solve.now",
+                                f"value {fixed_now!r} is beyond the horizon ({inst.horizon.periods} periods)",
+                                f"use a period from 0 to {inst.horizon.periods}", rule="spec-value"))
     if problems:
         raise SpecError(problems, source=source)
     scenarios = expand(spec)
     bad: dict[str, Problem] = {}
     for sc in scenarios:
         for path, op, value in sc.overrides:
-            if path in bad:
+            if path in bad or solve_option(path) is not None:
                 continue
             try:
                 apply_overrides(inst, [(a, op, value) for a in resolved[path]])

@@ -183,6 +183,35 @@ def test_colossus_series_tables_match_their_script(tmp_path):
         assert (tmp_path / name).read_text() == (src / name).read_text(), name
 
 
+def test_colossus_cut_differs_from_the_shipped_instance_in_the_cut_only(colossus):
+    # the re-planning example's instance: Colossus at 100 MW in periods 84-95 (two days of
+    # 4-hour periods from mid-horizon), everything else instance.yaml's
+    cut = load_instance(DATA / "colossus-2026" / "instance-cut.yaml")
+    check(cut, source="instance-cut.yaml")
+    T = colossus.horizon.periods
+    assert cut.site("colossus-1").power_cap_mw == [300.0] * 84 + [100.0] * 12 + [300.0] * (T - 96)
+    a = colossus.model_dump(exclude={"name", "description"})
+    b = cut.model_dump(exclude={"name", "description"})
+    a["sites"][0].pop("power_cap_mw")
+    b["sites"][0].pop("power_cap_mw")
+    assert a == b
+
+
+def test_colossus_replan_spec_sweeps_the_move_budget(colossus):
+    from allocator.options import SolveOptions
+    from allocator.sweep_spec import check_spec, load_spec, scenario_options
+
+    path = DATA / "colossus-2026" / "replan-sweep.yaml"
+    spec = load_spec(path)
+    cut = load_instance(DATA / "colossus-2026" / "instance-cut.yaml")
+    for inst in (cut, colossus):  # the cut, and the reference without it
+        scenarios = check_spec(inst, spec, source=str(path))
+    opts = [scenario_options(spec.solve_options(SolveOptions()), sc) for sc in scenarios]
+    assert [o.max_moves for o in opts] == [0, 1, 2, 4, 8, None]
+    assert {(o.now, o.previous) for o in opts} == {(72, "out/colossus")}
+    assert "[replan-cut]" in (DATA / "colossus-2026" / "SOURCES.md").read_text()
+
+
 def test_demo_sources_cover_every_site():
     inst = yaml.safe_load((DATA / "demo" / "instance.yaml").read_text())
     text = (DATA / "demo" / "SOURCES.md").read_text()

@@ -270,10 +270,23 @@ def test_example_smoke_on_the_demo(tmp_path):
 
 @pytest.mark.slow
 def test_colossus_example(tmp_path):
+    # the shipped example (data/colossus-2026/replan-sweep.yaml), about 15 minutes on 2 cores
+    from allocator.io import load_instance
+    from allocator.sweep import read_results
     mod, root = _example()
-    table, _ = _check_example(mod, root, root / "data" / "colossus-2026" / "instance.yaml", tmp_path,
-                              time_limit_s=120.0)
-    assert set(table["status"][1:]) <= {"optimal", "feasible"}
+    table = mod.run_shipped(tmp_path, workers=2)
+    assert len(table) == 6 and set(table["status"]) <= {"optimal", "feasible"}
+    data = root / "data" / "colossus-2026"
+    for name, file in (("cut", "instance-cut.yaml"), ("nocut", "instance.yaml")):
+        inst = load_instance(data / file)
+        for sid in read_results(tmp_path / name)["scenario"]:
+            ver = verify(inst, tmp_path / name / "scenarios" / sid, previous=tmp_path / "plan")
+            assert ver.ok, (name, sid, [str(v) for v in ver.violations][:5])
+    # budget 0 moves nothing; a larger budget is never dearer beyond the gaps the solver proved
+    assert table["moved"].iloc[0] == 0
+    first = table["total_cost_usd"].iloc[0]
+    for cost, gap in zip(table["total_cost_usd"], table["gap"], strict=True):
+        assert cost <= first * (1 + table["gap"].iloc[0] + gap)
 
 
 # ---------------------------------------------------------------- bad previous plans (corpus)
@@ -325,3 +338,86 @@ def _only_b_two() -> dict:
     d = with_jobs(job("j1"), job("j2", gpus=4))
     d["sites"][0]["pools"][0]["available"] = 2
     return d
+
+
+# ---------------------------------------------------------------- now at and beyond the horizon
+
+
+def test_now_beyond_the_horizon_is_a_usage_error_naming_option_and_value(tmp_path):
+    import yaml
+    # the tiny horizon has 4 periods (0-3): now = 4 is its end, now = 5 is past it
+    with pytest.raises(InputError) as e:
+        allocator.solve(with_jobs(job("j1")), previous=prev_plan(("j1", "a", 0)), now=5)
+    text = str(e.value)
+    assert "now = 5" in text and "4 periods" in text
+    inst = tmp_path / "inst.yaml"
+    inst.write_text(yaml.safe_dump(with_jobs(job("j1"))))
+    r = CliRunner()
+    prev = tmp_path / "prev"
+    assert r.invoke(main, ["solve", str(inst), "--out", str(prev), "--quiet"]).exit_code == 0
+    res = r.invoke(main, ["solve", str(inst), "--out", str(tmp_path / "new"), "--previous", str(prev),
+                          "--now", "5"])
+    assert res.exit_code == 2, res.output
+    assert "--now" in res.output and "5" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_now_at_the_horizon_end_re_costs_the_previous_plan_without_re_deciding_it():
+    # now = 4 = periods: every period is history. j1 started at b in period 2 stays there
+    # ($48, although a costs $32); the new optional j2 ($100 of value) has no period left to
+    # start in and is dropped: 48 + 100 = $148.
+    data = with_jobs(job("j1"), job("j2", mandatory=False, value_usd=100.0))
+    res = allocator.solve(data, previous=prev_plan(("j1", "b", 2)), now=4, mip_gap=0.0)
+    assert res.status is Status.OPTIMAL
+    assert placed(res) == {"j1": ("b", 2)}
+    assert res.objective == pytest.approx(148.0)
+    assert res.frames["changes"].set_index("job")["change"].to_dict() == {"j1": "kept", "j2": "dropped"}
+
+
+# ---------------------------------------------------------------- inference scale cost, solved
+
+
+def _serving(scale_cost: float, demand: list[float], a_gpus: int = 8) -> dict:
+    """Service V only (no jobs): 100 tok/s per H100, region R 10 ms from both sites, unserved
+    at $1M/Mtok (always served), ``scale_cost`` $ per GPU added or removed against the previous
+    plan. Site a: $2/GPU-h, site b: $3/GPU-h, 4 periods of 1 h (tests/test_api.py)."""
+    d = with_jobs()
+    d["sites"][0]["pools"][0]["available"] = a_gpus
+    d["regions"] = [{"id": "R"}]
+    d["links"] = [{"a": "a", "b": "R", "latency_ms": 10}, {"a": "b", "b": "R", "latency_ms": 10}]
+    d["services"] = [{"id": "V", "tokens_per_s_per_gpu": {"H100": 100.0}, "latency_slo_ms": 50,
+                      "unserved_usd_per_mtok": 1e6, "scale_cost_usd_per_gpu": scale_cost,
+                      "demand": {"R": demand}}]
+    return d
+
+
+@pytest.mark.parametrize(("c", "objective", "at_a", "at_b"), [
+    # demand 200, 200, 400, 400 tok/s: 2, 2, 4, 4 GPUs. The previous plan holds 2 GPUs at b in
+    # every period. Cheapest ways, each GPU-hour $2 at a and $3 at b:
+    #   keep b's 2 GPUs, add 2 at a in periods 2-3: 2*4*3 + 2*2*2 = $32 + scale 2 added = 32 + 2c
+    #   switch to a:     a holds 2, 2, 4, 4: 2*12 = $24 + scale 2 removed at b, 2 + 2 added at a
+    #                    = 24 + 6c
+    #   (adding the 2 at b instead: 24 + 12 + 2c = 36 + 2c; a mix, b in 0-1 and a 4 in 2-3:
+    #   12 + 16 + 6c = 28 + 6c; both are dearer.) Switching wins iff 24 + 6c < 32 + 2c, c < 2.
+    (1.0, 24 + 6 * 1.0, [2, 2, 4, 4], [0, 0, 0, 0]),   # switch: $30, migration $6
+    (3.0, 32 + 2 * 3.0, [0, 0, 2, 2], [2, 2, 2, 2]),   # keep and add: $38, migration $6
+])
+def test_inference_scale_cost_trades_keeping_against_changing(c, objective, at_a, at_b, tmp_path):
+    import warnings
+    # the previous plan: the same service at demand 200 with site a full, so it sits at b
+    prev = allocator.solve(_serving(c, [200.0] * 4, a_gpus=0), mip_gap=0.0)
+    held = prev.frames["inference_gpus"]
+    assert held["site"].unique().tolist() == ["b"] and held["gpus"].tolist() == [2, 2, 2, 2]
+    data = _serving(c, [200.0, 200.0, 400.0, 400.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a re-plan without jobs writes an empty changes table
+        res = allocator.solve(data, previous=prev, mip_gap=0.0)
+    assert res.status is Status.OPTIMAL
+    assert res.objective == pytest.approx(objective, abs=1e-9)
+    assert res.costs["migration"] == pytest.approx(6.0, abs=1e-9)
+    assert res.total_cost == pytest.approx(objective, abs=1e-9)
+    gpus = res.frames["inference_gpus"].groupby(["site", "period"])["gpus"].sum()
+    assert [int(gpus.get(("a", t), 0)) for t in range(4)] == at_a
+    assert [int(gpus.get(("b", t), 0)) for t in range(4)] == at_b
+    assert res.frames["changes"].empty
+    verified(res, data, tmp_path, prev)

@@ -374,3 +374,81 @@ def test_cli_bad_spec_exit_2_names_file_field_value(tmp_path, cli_solve):
     assert res.exit_code == 2 and "vals: unknown field" in res.output
     res = CliRunner().invoke(main, ["plot-sweep", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "pass the --out folder of a sweep" in res.output
+
+
+# --------------------------------------------------------------------------- solve options swept
+
+
+def options_solve(inst, options=None):
+    """fake_solve whose objective also shows the options it was given: + 1e6 x mip_gap
+    + 1000 x max_moves (-1000 for no cap)."""
+    import dataclasses
+
+    res = fake_solve(inst, options)
+    moves = -1 if options.max_moves is None else options.max_moves
+    return dataclasses.replace(res, objective=res.objective + 1e6 * options.mip_gap + 1000 * moves)
+
+
+def test_solve_parameters_reach_the_solve_and_get_a_column(demo, tmp_path):
+    spec = {"parameters": [{"path": "solve.max_moves", "values": [0, 4, None]},
+                           {"path": "solve.mip_gap", "values": [0.01, 0.02]}],
+            "solve": {"now": 3}}
+    from allocator.options import SolveOptions
+
+    previous = pd.DataFrame({"job": [], "option": [], "site": [], "gpu_type": [], "gpus": [],
+                             "start_period": []})  # an empty previous plan: the fake ignores it
+    df = sweep(demo, spec, out=tmp_path / "s", executor="inline", solve=options_solve,
+               options=SolveOptions(previous=previous))
+    assert len(set(df["scenario"])) == 6
+    assert df["solve.max_moves"].tolist()[:4] == [0.0, 0.0, 4.0, 4.0]
+    assert df["solve.max_moves"].iloc[4:].isna().all()  # null: no cap, an empty cell
+    assert df["solve.mip_gap"].tolist() == [0.01, 0.02] * 3
+    base = fake_objective(demo)
+    want = [base + 1e6 * g + 1000 * m for m in (0, 4, -1) for g in (0.01, 0.02)]
+    assert df["objective"].tolist() == pytest.approx(want)
+    manifest = read_manifest(tmp_path / "s")
+    assert {"column": "solve.max_moves", "path": "solve.max_moves", "op": "set"} in manifest["parameters"]
+    assert read_results(tmp_path / "s")["solve.max_moves"].tolist()[:4] == [0.0, 0.0, 4.0, 4.0]
+
+
+def test_scenario_options_are_checked_before_anything_runs(demo, tmp_path):
+    from allocator.errors import InputError
+
+    counter = CountingSolve(tmp_path / "c")
+    spec = {"parameters": [{"path": "solve.max_moves", "values": [1, 2]}]}  # no previous plan
+    with pytest.raises(InputError) as err:
+        sweep(demo, spec, out=tmp_path / "s", executor="inline", solve=counter)
+    assert "max_moves" in str(err.value) and "previous" in str(err.value)
+    assert counter.calls() == 0
+
+
+def test_cli_bad_solve_parameter_exit_2_names_file_field_value(tmp_path, cli_solve):
+    from click.testing import CliRunner
+
+    from allocator.cli import main
+
+    for text, words in (
+            ("parameters:\n  - {path: solve.max_moves, values: [0, -1]}\nsolve: {previous: p}\n",
+             ["sweep.yaml", "solve.max_moves", "-1"]),
+            ("parameters:\n  - {path: solve.max_moovs, values: [1]}\n",
+             ["sweep.yaml", "solve.max_moovs", "not a solve option"]),
+            ("parameters:\n  - {path: solve.now, values: [1, 999]}\nsolve: {previous: p}\n",
+             ["sweep.yaml", "solve.now", "999", "beyond the horizon"])):
+        spec = write_spec(tmp_path, text)
+        res = CliRunner().invoke(main, ["sweep", str(DATA / "demo"), str(spec), "--out",
+                                        str(tmp_path / "o"), "--workers", "1", "--quiet"])
+        assert res.exit_code == 2, res.output
+        assert "Traceback" not in res.output
+        for w in words:
+            assert w in res.output, res.output
+
+
+def test_a_missing_previous_plan_is_refused_before_anything_runs(demo, tmp_path):
+    from allocator.errors import InputError
+
+    counter = CountingSolve(tmp_path / "c")
+    spec = {"parameters": [{"path": "solve.max_moves", "values": [0, None]}],
+            "solve": {"previous": str(tmp_path / "no-plan")}}
+    with pytest.raises(InputError, match="no-plan"):
+        sweep(demo, spec, out=tmp_path / "s", executor="inline", solve=counter)
+    assert counter.calls() == 0

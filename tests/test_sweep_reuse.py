@@ -159,3 +159,57 @@ def test_a_re_plan_in_a_sweep_takes_the_plain_way(demo, tmp_path):
     # plan it starts from costs (within the solver's gap; retimes are free by default)
     assert sorted(got.frames["changes"]["job"]) == sorted(j.id for j in demo.jobs)
     assert got.objective == pytest.approx(prev.objective, rel=1e-3)
+
+
+def test_session_takes_each_scenarios_options_and_re_plans_the_plain_way():
+    # tiny instance (tests/test_api.py): j1 costs $32 at a and $48 at b. The previous plan has
+    # it at b: max_moves 0 keeps it there ($48), no cap moves it to a for free ($32).
+    import allocator
+    from allocator.io import instance_from_dict
+    from allocator.options import SolveOptions
+    from tests.test_api import job, with_jobs
+    from tests.test_replanning import prev_plan
+
+    inst = instance_from_dict(with_jobs(job("j1")))
+    session = ReuseSession(SolveOptions())
+    a = session.solve(inst, SolveOptions(mip_gap=0.0))
+    b = session.solve(inst, SolveOptions(mip_gap=0.01, seed=3))  # solver options only: reused
+    assert session.stats == {"built": 1, "reused": 1, "fallback": 0}
+    assert a.objective == b.objective == pytest.approx(32.0)
+    assert (b.options["mip_gap"], b.options["seed"]) == (0.01, 3)
+    prev = prev_plan(("j1", "b", 2))
+    kept = session.solve(inst, SolveOptions(previous=prev, max_moves=0))
+    moved = session.solve(inst, SolveOptions(previous=prev))
+    assert session.stats["fallback"] == 2
+    assert (kept.objective, moved.objective) == (pytest.approx(48.0), pytest.approx(32.0))
+    assert kept.frames["training"]["site"].tolist() == ["b"] and kept.summary["changes"]["moved"] == 0
+    assert moved.frames["training"]["site"].tolist() == ["a"] and moved.summary["changes"]["moved"] == 1
+    # an option that changes the model (the objective mode) is never served by the old model
+    carbon = session.solve(inst, SolveOptions(objective="carbon"))
+    assert session.stats["built"] == 2
+    assert carbon.objective == pytest.approx(allocator.solve(inst, objective="carbon").objective)
+
+
+def test_a_max_moves_sweep_of_a_re_plan_end_to_end(tmp_path):
+    # the same numbers through allocator.sweep: the previous plan a folder named in solve:,
+    # max_moves swept; one scenario folder per budget with its changes table
+    import allocator
+    from allocator.io import instance_from_dict
+    from tests.test_api import job, with_jobs
+    from tests.test_replanning import _only_b
+
+    prev = allocator.solve(with_jobs(job("j1"), base=_only_b()), mip_gap=0.0)
+    assert prev.frames["training"]["site"].tolist() == ["b"]
+    prev_dir = prev.export(tmp_path / "prev")
+    spec = {"parameters": [{"path": "solve.max_moves", "values": [0, None]}],
+            "solve": {"previous": str(prev_dir), "mip_gap": 0.0}}
+    df = sweep(instance_from_dict(with_jobs(job("j1"))), spec, out=tmp_path / "s", executor="inline")
+    assert df["status"].tolist() == ["optimal", "optimal"]
+    assert df["total_cost_usd"].tolist() == pytest.approx([48.0, 32.0])
+    assert df["solve.max_moves"].iloc[0] == 0 and pd.isna(df["solve.max_moves"].iloc[1])
+    # a re-plan's row counts its changes: the cost of stability curve is cost against moved
+    assert df["moved"].tolist() == [0, 1] and df["moved_gpus"].tolist() == [0, 8]
+    assert df["migration_usd"].tolist() == [0, 0]
+    for sid, site in zip(df["scenario"], ["b", "a"], strict=True):
+        ch = pd.read_csv(tmp_path / "s" / "scenarios" / sid / "changes.csv")
+        assert ch["to_site"].tolist() == [site] and (ch["change"] == "moved").sum() == (site == "a")

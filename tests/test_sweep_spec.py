@@ -242,3 +242,81 @@ def test_solve_options_from_spec():
                            "solve": {"time_limit_s": 7, "mip_gap": 0.01, "disabled_families": ["network"]}})
     opts = spec.solve_options()
     assert opts.time_limit_s == 7 and opts.mip_gap == 0.01 and opts.disabled_families == ("network",)
+
+
+# --------------------------------------------------------------------------- solve options as parameters
+
+
+def test_solve_parameters_set_the_scenario_options_not_the_instance(demo):
+    from allocator.options import SolveOptions
+    from allocator.sweep_spec import scenario_options
+
+    spec = spec_from_dict({"parameters": [{"path": "solve.max_moves", "values": [0, 2, None]},
+                                          {"path": "solve.mip_gap", "values": [0.01]}],
+                           "solve": {"previous": "plan", "now": 6}})
+    scenarios = check_spec(demo, spec, source="s.yaml")
+    assert len({s.id for s in scenarios}) == 3  # the id changes with the option's value
+    base = spec.solve_options(SolveOptions(threads=1))
+    opts = [scenario_options(base, s) for s in scenarios]
+    assert [o.max_moves for o in opts] == [0, 2, None]
+    assert all(isinstance(o.max_moves, int) for o in opts[:2])  # 2 (YAML) -> int, not 2.0
+    assert {(o.mip_gap, o.now, o.previous, o.threads) for o in opts} == {(0.01, 6, "plan", 1)}
+    # the instance of a scenario is the base instance: no instance field was touched
+    assert scenario_instance(demo, scenarios[0]).model_dump() == demo.model_dump()
+    assert scenarios[2].values == {"solve.max_moves": None, "solve.mip_gap": 0.01}
+
+
+def test_solve_parameter_ids_follow_the_documented_hash():
+    # a solve option is an override like any other: [path, "set", value], null for "no cap"
+    import hashlib
+    spec = spec_from_dict({"parameters": [{"path": "solve.max_moves", "values": [4, None]}],
+                           "solve": {"mip_gap": 0.001}})
+    ids = [s.id for s in expand(spec)]
+    texts = ['{"overrides":[["solve.max_moves","set",4.0]],"solve":{"mip_gap":0.001}}',
+             '{"overrides":[["solve.max_moves","set",null]],"solve":{"mip_gap":0.001}}']
+    assert ids == [hashlib.sha256(t.encode()).hexdigest()[:12] for t in texts]
+
+
+@pytest.mark.parametrize(
+    ("param", "solve", "words"),
+    [
+        ({"path": "solve.max_moves", "values": [2, -1]}, {}, ["solve.max_moves", "-1", ">= 0"]),
+        ({"path": "solve.max_moved_gpus", "values": [1.5]}, {}, ["solve.max_moved_gpus", "1.5", "whole number"]),
+        ({"path": "solve.now", "values": [-3]}, {}, ["solve.now", "-3"]),
+        ({"path": "solve.now", "values": [None]}, {}, ["solve.now", "None", "null"]),
+        ({"path": "solve.mip_gap", "values": [0.01, 1.5]}, {}, ["solve.mip_gap", "1.5", "[0, 1)"]),
+        ({"path": "solve.time_limit_s", "values": [-5]}, {}, ["solve.time_limit_s", "-5", ">= 0"]),
+        ({"path": "solve.threads", "values": [1, 2]}, {}, ["solve.threads", "cannot be swept", "max_moves"]),
+        ({"path": "solve.objective", "values": [1]}, {}, ["solve.objective", "cannot be swept"]),
+        ({"path": "solve.max_move", "values": [1]}, {}, ["solve.max_move", "not a solve option", "max_moves"]),
+        ({"path": "solve.max_moves", "scale": [2]}, {}, ["solve.max_moves", "scale", "values or range"]),
+        ({"path": "solve.max_moves", "values": [[1, 2]]}, {}, ["solve.max_moves", "[1, 2]", "one number"]),
+        ({"path": "solve.max_moves", "values": [1]}, {"max_moves": 3}, ["solve.max_moves", "both"]),
+        ({"path": "carbon_price_usd_per_t", "values": [0, None]}, {}, ["carbon_price_usd_per_t", "null", "solve"]),
+    ],
+)
+def test_bad_solve_parameters_name_file_field_and_value(param, solve, words):
+    with pytest.raises(InputError) as err:
+        spec_from_dict({"parameters": [param], "solve": solve}, source="specs/replan.yaml")
+    text = str(err.value)
+    assert "replan.yaml" in text
+    for w in words:
+        assert w in text, text
+
+
+def test_now_beyond_the_horizon_is_a_spec_error(demo):
+    spec = spec_from_dict({"parameters": [{"path": "solve.now", "values": [0, demo.horizon.periods + 1]}],
+                           "solve": {"previous": "plan"}})
+    with pytest.raises(InputError) as err:
+        check_spec(demo, spec, source="specs/replan.yaml")
+    text = str(err.value)
+    assert "replan.yaml" in text and "solve.now" in text and str(demo.horizon.periods + 1) in text
+    assert f"{demo.horizon.periods} periods" in text
+    fixed = spec_from_dict({"parameters": [{"path": "solve.max_moves", "values": [0]}],
+                            "solve": {"previous": "plan", "now": demo.horizon.periods + 2}})
+    with pytest.raises(InputError, match="solve.now"):
+        check_spec(demo, fixed, source="specs/replan.yaml")
+    # now = periods (all history) is a period a re-plan may start from
+    ok = spec_from_dict({"parameters": [{"path": "solve.now", "values": [demo.horizon.periods]}],
+                         "solve": {"previous": "plan"}})
+    assert len(check_spec(demo, ok)) == 1

@@ -240,8 +240,9 @@ def changes_frame(inst: Instance, plan: PreviousPlan, training: pd.DataFrame, no
                      "from_option": a[0] if a else None, "to_option": b[0] if b else None,
                      "from_start": a[4] if a else None, "to_start": b[4] if b else None,
                      "move_cost_usd": cost})
-    from allocator.results import normalize_frame
-    return normalize_frame("changes", pd.DataFrame(rows))
+    from allocator.results import TABLES, normalize_frame
+    # with no job on either side the table is empty, with its columns all the same
+    return normalize_frame("changes", pd.DataFrame(rows, columns=list(TABLES["changes"])))
 
 
 def scale_usd(inst: Instance, plan: PreviousPlan, inference_gpus: pd.DataFrame, now: int,
