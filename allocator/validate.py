@@ -805,8 +805,8 @@ def _check_scenarios(cx: _Context) -> None:
     for ji, j in enumerate(inst.jobs):
         for sid in j.scenarios or []:
             if sid not in seen:
-                cx.add("unknown-scenario", "jobs", j.id, f"scenarios: {sid!r} is no scenario of the instance"
-                       + _suggest(sid, ids), "use an id from the instance's scenarios list"
+                cx.add("unknown-scenario", "jobs", j.id, f"scenarios: {sid!r} is no scenario of the instance",
+                       _suggest(sid, ids) + "; use an id from the instance's scenarios list"
                        + ("" if ids else " (it has none: add scenarios, or drop the job's scenarios)"),
                        index=ji)
     if not inst.scenarios or any(p.severity == ERROR for p in cx.problems):
