@@ -205,13 +205,22 @@ def _sweep_report(folder: Path, *, instance, png_dir) -> Report:
     if best is not None:
         sid, sdir = best
         frames, summary = load_schedule(sdir)
-        splots = figures.schedule_plots(frames, summary, instance)
+        sizing = is_scenario_folder(sdir, summary)  # a sizing solve with demand scenarios
+        splots = ([p for p in [figures.leases_figure(frames)] if p is not None] if sizing
+                  else figures.schedule_plots(frames, summary, instance))
         for p in splots:  # keep ids unique and say whose they are
             p.caption = f"best scenario {sid}"
+            if sizing:
+                p.id = f"best-{p.id}"
         parts.append(f'<section id="best-scenario"><h2>Best scenario: {_e(sid)}</h2>'
                      f"<p>The scenario with the lowest objective among those with a schedule; "
                      f"its folder is <code>scenarios/{_e(sdir.name)}</code>.</p></section>")
-        parts.append(_schedule_sections(frames, summary, splots, instance))
+        if sizing:
+            parts.append(_key_figures(summary, {}, "best-", expected=True))
+            parts.append(_leases_section(frames, splots, "best-"))
+            parts.append(_scenario_costs_section(sdir, frames, summary, "best-"))
+        else:
+            parts.append(_schedule_sections(frames, summary, splots, instance))
         plots += splots
     title = f"allocator sweep report: {folder.name}"
     page = _page(title, folder, "\n".join(parts))
@@ -287,7 +296,7 @@ def _leases_section(frames, plots: list[Plot], prefix: str = "") -> str:
     return "\n".join(out)
 
 
-def _scenario_costs_section(folder: Path, frames, summary) -> str:
+def _scenario_costs_section(folder: Path, frames, summary, prefix: str = "") -> str:
     """The scenarios table with each scenario's cost terms (from its own summary.json)."""
     sc = frames.get("scenarios")
     if sc is None or not len(sc):
@@ -311,7 +320,7 @@ def _scenario_costs_section(folder: Path, frames, summary) -> str:
     cols += [f"{t}_usd" for t in COST_TERMS if t in terms]
     df = df.reindex(columns=cols)
     expected = summary.get("expected_cost_usd", summary.get("total_cost_usd"))
-    out = ['<section id="scenarios"><h2>Scenarios</h2>',
+    out = [f'<section id="{prefix}scenarios"><h2>Scenarios</h2>',
            f"<p>{len(df)} demand scenario{'s' if len(df) != 1 else ''} over the same leases; "
            f"expected cost (probability-weighted) {_e(format_usd(_num(expected)))}. Each "
            f"scenario's schedule is in <code>{SCENARIO_DIR}/&lt;id&gt;/</code>, with its own "

@@ -721,3 +721,22 @@ def tables_of(page: str) -> list[list[list[str]]]:
     p = _Tables()
     p.feed(page)
     return p.tables
+
+
+def test_sweep_report_of_sizing_scenarios_shows_the_best_leases(tmp_path):
+    """A sweep whose points are sizing solves with scenarios (the tiny case, $45.20 expected):
+    its best point is drawn as leases and scenario costs, not as an empty schedule."""
+    from test_leasing import leasing_case, with_scenarios
+
+    import allocator
+
+    folder = tmp_path / "sweep"
+    allocator.solve(with_scenarios(leasing_case())).export(folder / "scenarios" / "p1")
+    pd.DataFrame([{"scenario": "p1", "price": 100.0, "status": "optimal", "objective": 45.2,
+                   "total_cost_usd": 45.2}]).to_csv(folder / "results.csv", index=False)
+    rep = build_report(folder)
+    assert rep.kind == "sweep"
+    assert "best-fig-leases" in rep.figure_ids and "best-fig-gantt" not in rep.figure_ids
+    for section in ('id="best-leases"', 'id="best-scenarios"', 'id="best-key-figures"'):
+        assert section in rep.html
+    assert "No training job is placed" not in rep.html
