@@ -216,6 +216,7 @@ def _sweep_report(folder: Path, *, instance, png_dir) -> Report:
                      f"<p>The scenario with the lowest objective among those with a schedule; "
                      f"its folder is <code>scenarios/{_e(sdir.name)}</code>.</p></section>")
         if sizing:
+            summary = _expected_unserved(sdir, frames, summary)
             parts.append(_key_figures(summary, {}, "best-", expected=True))
             parts.append(_leases_section(frames, splots, "best-"))
             parts.append(_scenario_costs_section(sdir, frames, summary, "best-"))
@@ -271,12 +272,29 @@ def _scenarios_report(folder: Path, frames, summary, *, instance, png_dir) -> Re
     own report (its folder under scenarios/)."""
     plot = figures.leases_figure(frames)
     plots = [plot] if plot is not None else []
+    summary = _expected_unserved(folder, frames, summary)
     parts = [_key_figures(summary, {}, "", expected=True),
              _leases_section(frames, plots),
              _scenario_costs_section(folder, frames, summary)]
     title = f"allocator report: {_instance_name(summary, instance, folder)}"
     page = _page(title, folder, "\n".join(p for p in parts if p))
     return Report(page, [p.id for p in plots], _write_pngs(plots, png_dir), "scenarios", plots)
+
+
+def _expected_unserved(folder: Path, frames, summary) -> dict[str, Any]:
+    """The summary with unserved_mtok as the probability-weighted sum of the scenarios' own
+    (the top folder has no unserved table to compute it from); unchanged if one is missing."""
+    sc = frames.get("scenarios")
+    if sc is None or not len(sc):
+        return summary
+    total = 0.0
+    for r in sc.itertuples(index=False):
+        sub = _read_manifest(folder / SCENARIO_DIR / str(r.scenario) / "summary.json")
+        v = _num(sub.get("unserved_mtok"))
+        if v is None:
+            return summary
+        total += float(r.probability) * float(v)
+    return dict(summary, unserved_mtok=total)
 
 
 def _leases_section(frames, plots: list[Plot], prefix: str = "") -> str:

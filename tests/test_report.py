@@ -659,6 +659,9 @@ def test_sizing_report_of_a_scenario_folder_shows_leases_and_scenario_costs(tmp_
     for section in ('id="key-figures"', 'id="leases"', 'id="scenarios"'):
         assert section in page
     assert "expected cost" in page and format_usd(45.2) in page
+    # no demand in the tiny case: the expected unserved demand is 0, from the scenarios
+    assert re.search(r'data-key="unserved demand"><div class="k">unserved demand</div>'
+                     r'<div class="v">0 M tokens</div>', page)
     parsed = tables_of(page)
     leases = next(t for t in parsed if t[0][:3] == ["site", "resource", "term"])
     assert ["S", "X", "3y", "12", "GPUs", "36"] in leases
