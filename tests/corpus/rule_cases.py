@@ -135,6 +135,25 @@ SERVE_ONLY = {"id": "serve-only", "inference": {"tokens_per_s_per_gpu": {"H100":
 FUTURE_GPU = {"id": "future", "training": {"gpu_hours_h100": 1000, "reference_tokens_t": 1,
                                            "gpus": {"B300": 64}}}
 
+def _scenarios(*extra: dict) -> list[dict]:
+    return [{"id": "base", "probability": 0.5}, *extra]
+
+
+def _unknown_scenario(d):
+    d["scenarios"] = _scenarios({"id": "busy", "probability": 0.5})
+    _job(d, "pretrain-8b")["scenarios"] = ["bsy"]
+
+
+def _bad_override(d):
+    d["scenarios"] = _scenarios({"id": "busy", "probability": 0.5,
+                                 "overrides": [{"path": "services[*].demnd", "scale": 1.3}]})
+
+
+def _scenario_breaks_a_rule(d):
+    d["scenarios"] = _scenarios({"id": "late", "probability": 0.5, "overrides": [
+        {"path": "jobs[eu-finetune].release_period", "value": 30}]})
+
+
 CASES: list[Case] = [
     Case("duplicate-id", _dup_id, ("(jobs, eu-finetune)", "id 'eu-finetune' is used by 2")),
     Case("duplicate-pool", _dup_pool, ("(sites, colossus-1)", "pools[1].gpu_type: 'H100' already")),
@@ -190,6 +209,13 @@ CASES: list[Case] = [
          ("(services, code-8b)", "demand.users-eu: the sites within the SLO (gcp-euw4) have no GPUs")),
     Case("budget-below-reserved", lambda d: d.__setitem__("budget_usd", 1000),
          ("(instance, demo)", "budget_usd: 1000 is below the reserved lease alone")),
+    Case("unknown-scenario", _unknown_scenario,
+         ("(jobs, pretrain-8b)", "scenarios: 'bsy' is no scenario of the instance", "did you mean 'busy'?")),
+    Case("scenario-override", _bad_override,
+         ("(scenarios, overrides)", "scenarios[1] (busy).overrides[0] services[*].demnd",
+          "has no field 'demnd'")),
+    Case("scenario-invalid", _scenario_breaks_a_rule,
+         ("(scenarios, late)", "(jobs, eu-finetune) release_period: 30 is not before the horizon end")),
     # warnings
     Case("optional-never-runs", _optional_never, ("(jobs, eval-sweep)", "needs 99999 H100")),
     Case("reserved-price-zero",
