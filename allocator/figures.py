@@ -596,6 +596,69 @@ def cost_figure(summary: dict[str, Any], frames: dict[str, pd.DataFrame]) -> Plo
     return Plot("fig-costs", "costs", "Cost breakdown", alt, fig, section="costs")
 
 
+TERM_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#edc948", "#76b7b2")
+
+
+def leases_figure(frames: dict[str, pd.DataFrame]) -> Plot | None:
+    """What is leased (leases.csv): a bar per site of the GPUs reserved, stacked by term,
+    and beside it a bar per site of the power ceiling leased (MW). None without leases."""
+    le = _nonempty(frames, "leases")
+    if le is None or not {"site", "resource", "term", "size"} <= set(le):
+        return None
+    le = le.copy()
+    le["size"] = pd.to_numeric(le["size"], errors="coerce").fillna(0.0)
+    gpus = le[(le["resource"].astype(str) != "power") & (le["size"] > 0)]
+    power = le[le["resource"].astype(str) == "power"]
+    if not len(gpus) and not len(power):
+        return None
+    sites = list(dict.fromkeys(le["site"].astype(str)))
+    terms = list(dict.fromkeys(gpus["term"].astype(str)))
+    panels = [k for k, df in (("gpus", gpus), ("power", power)) if len(df)]
+    left = 0.3 + CHAR_IN * max(len(s) for s in sites)
+    with plt.rc_context(STYLE):
+        fig = _new_figure(5.2 * len(panels) + 0.6, 0.3 * len(sites) + 1.7)
+        axes = _grid(fig, 1, len(panels), left=left, top=0.6, wspace=left + 0.4, right=0.4)[0]
+        ys = np.arange(len(sites))[::-1]
+        for ax, kind in zip(axes, panels, strict=True):
+            if kind == "gpus":
+                table = gpus.pivot_table(index="site", columns="term", values="size",
+                                         aggfunc="sum").reindex(sites).fillna(0.0)
+                base = np.zeros(len(sites))
+                for k, term in enumerate(terms):
+                    v = table[term].to_numpy(dtype=float) if term in table else np.zeros(len(sites))
+                    ax.barh(ys, v, left=base, color=TERM_COLORS[k % len(TERM_COLORS)],
+                            label=f"term {term}")
+                    base += v
+                for y, v in zip(ys, base, strict=True):
+                    if v > 0:
+                        ax.text(v, y, f" {v:,.0f}", va="center", ha="left", fontsize=7.5)
+                ax.set_xlim(0, max(base.max(), 1.0) * 1.2)
+                ax.set_xlabel("GPUs reserved (all types)")
+                ax.set_title("Reserved GPUs leased, by term", loc="left")
+                ax.legend(loc="lower right", frameon=True, framealpha=0.9)
+            else:
+                mw = power.groupby("site", sort=False)["size"].sum().reindex(sites).fillna(0.0)
+                v = mw.to_numpy(dtype=float)
+                ax.barh(ys, v, color="#e15759")
+                for y, x in zip(ys, v, strict=True):
+                    if x > 0:
+                        ax.text(x, y, f" {x:,.4g} MW", va="center", ha="left", fontsize=7.5)
+                ax.set_xlim(0, max(v.max(), 1e-9) * 1.25)
+                ax.set_xlabel("MW (IT x PUE)")
+                ax.set_title("Power ceiling leased", loc="left")
+            ax.set_yticks(ys, sites)
+    parts = []
+    for s in sites:
+        g = gpus[gpus["site"].astype(str) == s]
+        p = power[power["site"].astype(str) == s]
+        bits = [f"{r.size:,.0f} {r.resource} GPUs on {r.term}" for r in g.itertuples()]
+        bits += [f"{r.size:,.4g} MW of power" for r in p.itertuples()]
+        if bits:
+            parts.append(f"{s}: " + ", ".join(bits))
+    alt = "Leases: " + ("; ".join(parts) if parts else "nothing leased")
+    return Plot("fig-leases", "leases", "What to lease", alt, fig, section="leases")
+
+
 def sweep_figure(results: pd.DataFrame, params: list[str], metrics: list[tuple[str, str]],
                  labels: dict[str, str] | None = None) -> Plot | None:
     """Each metric (rows) against each swept parameter (columns); with several parameters,
@@ -663,6 +726,7 @@ def schedule_plots(frames: dict[str, pd.DataFrame], summary: dict[str, Any],
     plots.extend(site_figure(frames, timeline, s, keys[str(s)]) for s in sites)
     plots.append(inference_figure(frames, timeline))
     plots.append(cost_figure(summary, frames))
+    plots.append(leases_figure(frames))  # sizing solves only
     plots.append(changes_figure(frames, timeline))  # re-plans only
     return [p for p in plots if p is not None]
 

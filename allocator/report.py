@@ -33,7 +33,13 @@ from allocator.display import qty as fmt_qty
 from allocator.display import usd as format_usd
 from allocator.errors import Problem
 from allocator.figures import Plot
-from allocator.results import COST_TERMS, ScheduleError, read_schedule
+from allocator.results import (
+    COST_TERMS,
+    SCENARIO_DIR,
+    SCENARIO_FOLDERS,
+    ScheduleError,
+    read_schedule,
+)
 
 # Sweep results: what is not a swept parameter. Anything else numeric that varies is one.
 SWEEP_METRICS = (  # (column candidates, label)
@@ -93,6 +99,8 @@ def build_report(folder: str | Path, *, instance=None,
         raise _bad(folder, "holds no summary.json: not a schedule folder",
                    "pass the folder written by 'allocator solve --out' or 'allocator sweep --out'")
     frames, summary = load_schedule(folder)
+    if is_scenario_folder(folder, summary):
+        return _scenarios_report(folder, frames, summary, instance=instance, png_dir=png_dir)
     plots = figures.schedule_plots(frames, summary, instance)
     body = _schedule_sections(frames, summary, plots, instance)
     title = f"allocator report: {_instance_name(summary, instance, folder)}"
@@ -103,6 +111,20 @@ def build_report(folder: str | Path, *, instance=None,
 def is_sweep_folder(folder: str | Path) -> bool:
     folder = Path(folder)
     return (folder / "results.csv").is_file() and (folder / "scenarios").is_dir()
+
+
+def is_scenario_folder(folder: str | Path, summary: dict[str, Any] | None = None) -> bool:
+    """A sizing schedule with demand scenarios: leases and scenarios tables at the top, one
+    schedule folder per scenario in scenarios/ (docs/schedule-format.md)."""
+    folder = Path(folder)
+    if summary is None:
+        try:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return False
+    files = summary.get("files") if isinstance(summary, dict) else None
+    return (isinstance(files, dict) and files.get(SCENARIO_FOLDERS) == SCENARIO_DIR
+            and (folder / SCENARIO_DIR).is_dir())
 
 
 def load_schedule(folder: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -183,13 +205,23 @@ def _sweep_report(folder: Path, *, instance, png_dir) -> Report:
     if best is not None:
         sid, sdir = best
         frames, summary = load_schedule(sdir)
-        splots = figures.schedule_plots(frames, summary, instance)
+        sizing = is_scenario_folder(sdir, summary)  # a sizing solve with demand scenarios
+        splots = ([p for p in [figures.leases_figure(frames)] if p is not None] if sizing
+                  else figures.schedule_plots(frames, summary, instance))
         for p in splots:  # keep ids unique and say whose they are
             p.caption = f"best scenario {sid}"
+            if sizing:
+                p.id = f"best-{p.id}"
         parts.append(f'<section id="best-scenario"><h2>Best scenario: {_e(sid)}</h2>'
                      f"<p>The scenario with the lowest objective among those with a schedule; "
                      f"its folder is <code>scenarios/{_e(sdir.name)}</code>.</p></section>")
-        parts.append(_schedule_sections(frames, summary, splots, instance))
+        if sizing:
+            summary = _expected_unserved(sdir, frames, summary)
+            parts.append(_key_figures(summary, {}, "best-", expected=True))
+            parts.append(_leases_section(frames, splots, "best-"))
+            parts.append(_scenario_costs_section(sdir, frames, summary, "best-"))
+        else:
+            parts.append(_schedule_sections(frames, summary, splots, instance))
         plots += splots
     title = f"allocator sweep report: {folder.name}"
     page = _page(title, folder, "\n".join(parts))
@@ -229,6 +261,90 @@ def _best_scenario(folder: Path, results: pd.DataFrame) -> tuple[str, Path] | No
             if (sdir / "summary.json").is_file():
                 return str(row[c]), sdir
     return None
+
+
+# ----------------------------------------------------------------- sizing with scenarios
+
+
+def _scenarios_report(folder: Path, frames, summary, *, instance, png_dir) -> Report:
+    """The top folder of a sizing solve with scenarios: the expected cost, what to lease
+    (shared by every scenario) and each scenario's cost; each scenario's schedule has its
+    own report (its folder under scenarios/)."""
+    plot = figures.leases_figure(frames)
+    plots = [plot] if plot is not None else []
+    summary = _expected_unserved(folder, frames, summary)
+    parts = [_key_figures(summary, {}, "", expected=True),
+             _leases_section(frames, plots),
+             _scenario_costs_section(folder, frames, summary)]
+    title = f"allocator report: {_instance_name(summary, instance, folder)}"
+    page = _page(title, folder, "\n".join(p for p in parts if p))
+    return Report(page, [p.id for p in plots], _write_pngs(plots, png_dir), "scenarios", plots)
+
+
+def _expected_unserved(folder: Path, frames, summary) -> dict[str, Any]:
+    """The summary with unserved_mtok as the probability-weighted sum of the scenarios' own
+    (the top folder has no unserved table to compute it from); unchanged if one is missing."""
+    sc = frames.get("scenarios")
+    if sc is None or not len(sc):
+        return summary
+    total = 0.0
+    for r in sc.itertuples(index=False):
+        sub = _read_manifest(folder / SCENARIO_DIR / str(r.scenario) / "summary.json")
+        v = _num(sub.get("unserved_mtok"))
+        if v is None:
+            return summary
+        total += float(r.probability) * float(v)
+    return dict(summary, unserved_mtok=total)
+
+
+def _leases_section(frames, plots: list[Plot], prefix: str = "") -> str:
+    """What to lease: leases.csv as a table and the bars per site (sizing solves only)."""
+    le = frames.get("leases")
+    if le is None or not len(le):
+        return ""
+    total = pd.to_numeric(le["cost_usd"], errors="coerce").sum()
+    out = [f'<section id="{prefix}leases"><h2>Leases</h2>',
+           "<p>The reserved blocks and power ceilings the solve decided (leases.csv): "
+           "each is paid every hour of the horizon whether used; with scenarios they are "
+           f"shared by every scenario. Lease cost over the horizon: {_e(format_usd(total))}.</p>"]
+    out.extend(_figure_html(p) for p in plots if p.section == "leases")
+    cols = [c for c in ("site", "resource", "term", "size", "unit", "cost_usd") if c in le.columns]
+    out.append(_table(le[cols]))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _scenario_costs_section(folder: Path, frames, summary, prefix: str = "") -> str:
+    """The scenarios table with each scenario's cost terms (from its own summary.json)."""
+    sc = frames.get("scenarios")
+    if sc is None or not len(sc):
+        return ""
+    rows = []
+    terms: list[str] = []
+    for r in sc.itertuples(index=False):
+        sub = _read_manifest(folder / SCENARIO_DIR / str(r.scenario) / "summary.json")
+        costs = sub.get("costs") or {}
+        row = {"scenario": str(r.scenario), "probability": float(r.probability),
+               "status": str(r.status), "total_cost_usd": _num(r.total_cost_usd),
+               "unserved_mtok": _num(sub.get("unserved_mtok"))}
+        for t in COST_TERMS:
+            if t in costs and _num(costs[t]):
+                row[f"{t}_usd"] = _num(costs[t])
+                if t not in terms:
+                    terms.append(t)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    cols = ["scenario", "probability", "status", "total_cost_usd", "unserved_mtok"]
+    cols += [f"{t}_usd" for t in COST_TERMS if t in terms]
+    df = df.reindex(columns=cols)
+    expected = summary.get("expected_cost_usd", summary.get("total_cost_usd"))
+    out = [f'<section id="{prefix}scenarios"><h2>Scenarios</h2>',
+           f"<p>{len(df)} demand scenario{'s' if len(df) != 1 else ''} over the same leases; "
+           f"expected cost (probability-weighted) {_e(format_usd(_num(expected)))}. Each "
+           f"scenario's schedule is in <code>{SCENARIO_DIR}/&lt;id&gt;/</code>, with its own "
+           "instance; <code>allocator report</code> on that folder draws it.</p>",
+           _table(df), "</section>"]
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------- schedule sections
@@ -287,6 +403,7 @@ def _schedule_sections(frames, summary, plots: list[Plot], instance) -> str:
             out.append(_figure_html(p))
         out.append(_cost_table(summary))
         out.append("</section>")
+    out.append(_leases_section(frames, by_section.get("leases", []), prefix))
     out.append(_changes_section(frames, summary, by_section.get("changes", []), prefix))
     return "\n".join(out)
 
@@ -307,10 +424,12 @@ def _changes_section(frames, summary, plots: list[Plot], prefix: str) -> str:
     return "\n".join(out)
 
 
-def _key_figures(summary: dict[str, Any], frames, prefix: str) -> str:
+def _key_figures(summary: dict[str, Any], frames, prefix: str, expected: bool = False) -> str:
     status = str(summary.get("status", "unknown"))
     costs = summary.get("costs") or {}
-    total = summary.get("total_cost_usd")
+    total = summary.get("expected_cost_usd") if expected else None
+    if total is None:
+        total = summary.get("total_cost_usd")
     if total is None and costs:
         total = sum(float(v) for v in costs.values() if v is not None)
     gap = summary.get("gap")
@@ -321,14 +440,15 @@ def _key_figures(summary: dict[str, Any], frames, prefix: str) -> str:
     train = frames.get("training")
     items = [
         ("status", status, f"status status-{_e(status)}"),
-        ("total cost", format_usd(_num(total)), ""),
+        ("expected cost" if expected else "total cost", format_usd(_num(total)), ""),
         ("gap", gap_text, ""),
         ("unserved demand", "n/a" if unserved is None else f"{fmt_qty(unserved)} M tokens", ""),
         ("emissions", "n/a" if emissions is None else f"{fmt_qty(emissions)} tCO2", ""),
         ("objective", _fmt_objective(summary), ""),
         ("best bound", _fmt_objective(summary, "bound"), ""),
-        ("jobs placed", str(0 if train is None else len(train)), ""),
     ]
+    if not expected:
+        items.append(("jobs placed", str(0 if train is None else len(train)), ""))
     cells = "".join(
         f'<div class="kf {cls}" data-key="{_e(k)}"><div class="k">{_e(k)}</div>'
         f'<div class="v">{_e(v)}</div></div>'

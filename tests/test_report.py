@@ -637,3 +637,109 @@ def test_gantt_screenshot_is_not_blank(report, tmp_path):
     shot2 = tmp_path / "empty.png"
     chromium(empty, tmp_path, "--window-size=400,300", f"--screenshot={shot2}")
     assert blank(shot2)
+
+
+# ------------------------------------------------------------- sizing (leases, scenarios)
+
+
+def test_sizing_report_of_a_scenario_folder_shows_leases_and_scenario_costs(tmp_path):
+    """The tiny leasing case of tests/test_leasing.py with its two scenarios (worked by hand
+    there): leases 3y 12 GPUs ($36) and 0.016 MW ($3.20); base costs $39.20, big $51.20
+    (its 16 GPUs in period 0 need 4 on demand for 1 h at $3: $12 more), expected $45.20."""
+    from test_leasing import leasing_case, with_scenarios
+
+    import allocator
+
+    folder = tmp_path / "sized"
+    allocator.solve(with_scenarios(leasing_case())).export(folder)
+    rep = write_report(folder, tmp_path / "sized.html")
+    assert rep.kind == "scenarios"
+    assert rep.figure_ids == ["fig-leases"]
+    page = rep.html
+    for section in ('id="key-figures"', 'id="leases"', 'id="scenarios"'):
+        assert section in page
+    assert "expected cost" in page and format_usd(45.2) in page
+    # no demand in the tiny case: the expected unserved demand is 0, from the scenarios
+    assert re.search(r'data-key="unserved demand"><div class="k">unserved demand</div>'
+                     r'<div class="v">0 M tokens</div>', page)
+    parsed = tables_of(page)
+    leases = next(t for t in parsed if t[0][:3] == ["site", "resource", "term"])
+    assert ["S", "X", "3y", "12", "GPUs", "36"] in leases
+    assert ["S", "power", "lease", "0.016", "MW", "3.2"] in leases
+    costs = next(t for t in parsed if t[0][:2] == ["scenario", "probability"])
+    rows = {r[0]: dict(zip(costs[0], r, strict=True)) for r in costs[1:]}
+    assert set(rows) == {"base", "big"}
+    assert rows["base"]["total_cost_usd"] == "39.2" and rows["big"]["total_cost_usd"] == "51.2"
+    assert rows["big"]["ondemand_lease_usd"] == "12" and rows["base"]["ondemand_lease_usd"] == ""
+    # the bar per site names what is leased, for a reader without the figure
+    assert "S: 12 X GPUs on 3y, 0.016 MW of power" in rep.plots[0].alt
+    # each scenario folder is an ordinary schedule: its report draws it, with the leases
+    sub = build_report(folder / "scenarios" / "big")
+    assert sub.kind == "schedule" and "fig-leases" in sub.figure_ids and 'id="leases"' in sub.html
+
+
+def test_single_scenario_sizing_report_has_the_leases_section(tmp_path):
+    from test_leasing import leasing_case
+
+    import allocator
+
+    folder = tmp_path / "sized"
+    allocator.solve(leasing_case()).export(folder)
+    rep = build_report(folder)
+    assert rep.kind == "schedule"
+    assert "fig-leases" in rep.figure_ids and 'id="leases"' in rep.html
+    assert "fig-gantt" in rep.figure_ids  # the rest of the schedule report is still there
+
+
+class _Tables(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[-1].append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def tables_of(page: str) -> list[list[list[str]]]:
+    """Every <table> of the page as rows of cell texts (the header row first)."""
+    p = _Tables()
+    p.feed(page)
+    return p.tables
+
+
+def test_sweep_report_of_sizing_scenarios_shows_the_best_leases(tmp_path):
+    """A sweep whose points are sizing solves with scenarios (the tiny case, $45.20 expected):
+    its best point is drawn as leases and scenario costs, not as an empty schedule."""
+    from test_leasing import leasing_case, with_scenarios
+
+    import allocator
+
+    folder = tmp_path / "sweep"
+    allocator.solve(with_scenarios(leasing_case())).export(folder / "scenarios" / "p1")
+    pd.DataFrame([{"scenario": "p1", "price": 100.0, "status": "optimal", "objective": 45.2,
+                   "total_cost_usd": 45.2}]).to_csv(folder / "results.csv", index=False)
+    rep = build_report(folder)
+    assert rep.kind == "sweep"
+    assert "best-fig-leases" in rep.figure_ids and "best-fig-gantt" not in rep.figure_ids
+    for section in ('id="best-leases"', 'id="best-scenarios"', 'id="best-key-figures"'):
+        assert section in rep.html
+    assert "No training job is placed" not in rep.html
