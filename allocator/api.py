@@ -301,7 +301,11 @@ def _solve_sizing(inst: Instance, opts: SolveOptions, deadline: Deadline, warnin
                           "total_cost_usd": result.scenarios[c.id].total_cost,
                           "objective": result.scenarios[c.id].objective} for c in cases]
     base["expected_cost_usd"] = result.total_cost
-    return _finish(result, base, timings)
+    result = _finish(result, base, timings)
+    # the figures of a schedule, as expectations: the top folder holds no schedule tables
+    unserved = sum(c.probability * (result.scenarios[c.id].summary.get("unserved_mtok") or 0.0) for c in cases)
+    summary = dict(result.summary, unserved_mtok=unserved, dropped_jobs=None)
+    return dataclasses.replace(result, summary=summary)
 
 
 def explain_infeasible(inst: Instance, index, options: SolveOptions) -> list[str]:

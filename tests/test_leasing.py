@@ -361,3 +361,24 @@ def test_a_sweep_of_the_mw_price_solves_each_point_as_a_sizing_instance(tmp_path
     assert df["lease_S_power"].tolist() == pytest.approx([0.016] * 6)
     assert set(df.loc[df["sites[S].pools[X].ondemand_price_usd_per_gpu_h"] == 3.0, "lease_S_X"]) == {12.0}
     assert set(df.loc[df["sites[S].pools[X].ondemand_price_usd_per_gpu_h"] == 1.2, "lease_S_X"]) == {0.0}
+
+
+def test_the_top_summary_weighs_unserved_demand_by_probability():
+    # demand far above what 16 GPUs serve (1,600 tok/s), doubled in 'peak' (p = 0.25): both
+    # scenarios leave most of it unserved; the top summary's figure is the expectation
+    data = leasing_case()
+    data["regions"] = [{"id": "R"}]
+    data["links"] = [{"a": "S", "b": "R", "latency_ms": 10}]
+    data["services"] = [{"id": "V", "tokens_per_s_per_gpu": {"X": 100.0}, "latency_slo_ms": 50,
+                         "unserved_usd_per_mtok": 1.0, "demand": {"R": 100000.0}}]
+    data["scenarios"] = [{"id": "base", "probability": 0.75},
+                         {"id": "peak", "probability": 0.25,
+                          "overrides": [{"path": "services[V].demand[R]", "scale": 2.0}]}]
+    r = allocator.solve(data)
+    assert r.status is Status.OPTIMAL
+    base_u = r.scenarios["base"].summary["unserved_mtok"]
+    peak_u = r.scenarios["peak"].summary["unserved_mtok"]
+    # at least all demand but 16 GPUs' worth: 100,000 - 1,600 tok/s x 2 h x 3600 s / 1e6
+    assert base_u >= (100000 - 1600) * 2 * 3600 / 1e6 - 1e-6
+    assert peak_u > base_u
+    assert r.summary["unserved_mtok"] == pytest.approx(0.75 * base_u + 0.25 * peak_u)
