@@ -347,7 +347,8 @@ def test_a_sweep_of_the_mw_price_solves_each_point_as_a_sizing_instance(tmp_path
     spec.write_text(yaml.safe_dump({"parameters": [
         {"path": "sites[S].power_options.price_usd_per_mw_h", "values": [10.0, 100.0, 1000.0]},
         {"path": "sites[S].pools[X].ondemand_price_usd_per_gpu_h", "values": [1.2, 3.0]}]}))
-    res = run("sweep", path, spec, "--out", tmp_path / "sw")
+    # one worker: in-process (a forked worker of a process that has run HiGHS threads can hang)
+    res = run("sweep", path, spec, "--out", tmp_path / "sw", "--workers", "1")
     assert res.exit_code == 0, res.output
     import pandas as pd
 
