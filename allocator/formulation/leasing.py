@@ -52,12 +52,14 @@ def add_leasing(model, inst: Instance, index: Index, options: SolveOptions) -> N
     model.reserve_take = pyo.Var(model.RESERVE_OFFERS, domain=pyo.Binary)
     model.reserve_steps = pyo.Var(model.RESERVE_OFFERS, domain=pyo.NonNegativeIntegers,
                                   bounds=lambda m, s, g, o: (0, offer[s, g, o].steps))
+    by_pool: dict[tuple[str, str], list] = {}
+    for k in offer:  # the offers of each pool, grouped once
+        by_pool.setdefault(k[:2], []).append(k)
     model.reserved_gpus = pyo.Expression(model.RESERVE_POOLS, rule=lambda m, s, g: linear(
-        *_pairs([(offer[k].min_gpus, m.reserve_take[k]) for k in offer if k[:2] == (s, g)]
-                + [(offer[k].step_gpus, m.reserve_steps[k]) for k in offer if k[:2] == (s, g)])))
+        *_pairs([(offer[k].min_gpus, m.reserve_take[k]) for k in by_pool[s, g]]
+                + [(offer[k].step_gpus, m.reserve_steps[k]) for k in by_pool[s, g]])))
     model.leasing_offer = pyo.Constraint(model.RESERVE_POOLS, rule=lambda m, s, g: linear(
-        [1.0] * sum(1 for k in offer if k[:2] == (s, g)),
-        [m.reserve_take[k] for k in offer if k[:2] == (s, g)]) <= 1)
+        [1.0] * len(by_pool[s, g]), [m.reserve_take[k] for k in by_pool[s, g]]) <= 1)
     steps = [k for k in offer if offer[k].steps > 0]
     model.RESERVE_STEPPED = pyo.Set(initialize=steps, dimen=3, ordered=True)
     model.leasing_steps = pyo.Constraint(model.RESERVE_STEPPED, rule=lambda m, s, g, o: linear(
