@@ -93,20 +93,26 @@ def _frame(df: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
     return df
 
 
+def _lookup(keys: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
+    """keys (j, o, s, t) left-joined to candidate placement rows, with pandas' _merge column."""
+    cand = cand.assign(o=cand["o"].astype(np.int64), t=cand["t"].astype(np.int64))
+    return keys.merge(cand.drop_duplicates(["j", "o", "s", "t"]), on=["j", "o", "s", "t"],
+                      how="left", indicator=True)
+
+
 def _placed(index: Index, training: pd.DataFrame | None) -> pd.DataFrame:
     """The index rows (j, o, s, t, g, d, end, gpus, costs, links) of the chosen placements."""
-    cand = index.placements
-    if len(index.late_placements):
-        cand = pd.concat([cand, index.late_placements], ignore_index=True)
     if training is None or not len(training):
-        return cand.iloc[0:0].reset_index(drop=True)
+        return index.placements.iloc[0:0].reset_index(drop=True)
     keys = pd.DataFrame({"j": training["job"].astype(str).to_numpy(),
                          "o": training["option"].to_numpy(dtype=np.int64),
                          "s": training["site"].astype(str).to_numpy(),
                          "t": training["start_period"].to_numpy(dtype=np.int64)})
-    cand = cand.assign(o=cand["o"].astype(np.int64), t=cand["t"].astype(np.int64))
-    got = keys.merge(cand.drop_duplicates(["j", "o", "s", "t"]), on=["j", "o", "s", "t"], how="left",
-                     indicator=True)
+    got = _lookup(keys, index.placements)
+    missing = got["_merge"] != "both"
+    if missing.any():  # a late start (an elastic plan's): look among the overruns, made on demand
+        late = _lookup(keys[missing.to_numpy()], index.late_placements)
+        got = pd.concat([got[~missing], late], ignore_index=True)
     missing = got[got["_merge"] != "both"]
     if len(missing):
         j, o, s, t = missing.iloc[0][["j", "o", "s", "t"]]

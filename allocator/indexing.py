@@ -57,7 +57,8 @@ class Index:
     placements       PLACEMENTS (j, o, s, t) with g, d, end, gpus, need_mw, site_extra_usd,
                      tardiness_h, tardiness_usd, egress_usd (dataset staging), staging_gbps,
                      links (tuple of link ids of the staging route), late_h (0 here)
-    late_placements  hard-deadline overruns (late_h > 0): used only by the elastic model
+    late_placements  hard-deadline overruns (late_h > 0): used only by the elastic model, so
+                     made on first use (generated XL: 15.6M rows, 17x the placements)
     unplaced         job -> why it has no placement (mandatory ones make the instance infeasible)
     flows            FLOWS (v, r, s, g) within the latency SLO, with tokens_per_s_per_gpu,
                      latency_ms, egress_usd_per_gb, gbps_per_token_per_s, links
@@ -78,7 +79,6 @@ class Index:
     mandatory: dict[str, bool]
     value_usd: dict[str, float]
     placements: pd.DataFrame
-    late_placements: pd.DataFrame
     unplaced: dict[str, str]
     flows: pd.DataFrame
     demands: pd.DataFrame
@@ -90,6 +90,19 @@ class Index:
     links: pd.DataFrame
     precedences: list[tuple[str, str]]
     redundant_services: list[str] = field(default_factory=list)
+    #: what makes late_placements: (inst, net, pools, site_periods, labels), or a frame
+    _late: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def late_placements(self) -> pd.DataFrame:
+        """Hard-deadline overruns (late_h > 0), the elastic model's extra starts: built from
+        the instance on first use and kept."""
+        if not isinstance(self._late, pd.DataFrame):
+            if self._late is None:
+                self._late = self.placements.iloc[0:0]
+            else:
+                self._late = _placements(*self._late, late=True)[1]
+        return self._late
 
     @property
     def unplaceable_mandatory(self) -> list[str]:
@@ -183,7 +196,9 @@ def _frame(rows: list[tuple], columns: list[str], text: tuple[str, ...]) -> pd.D
 
 
 def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods: pd.DataFrame,
-                labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+                labels: list[str], late: bool = False
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:
+    """(placements, late placements or None unless ``late``, unplaced jobs and why)."""
     T, H = inst.horizon.periods, inst.horizon.period_hours
     sites = {s.id: s for s in inst.sites}
     sources = {d.id: d for d in inst.data_sources}
@@ -271,7 +286,10 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
     release = cand["release"].to_numpy(dtype=np.int64)
     last = cand["hard_end"].to_numpy(dtype=np.int64) - cand["d"].to_numpy(dtype=np.int64)
     n_rows, n_t = _expand(release, last)
-    l_rows, l_t = _expand(np.maximum(release, last + 1), T - cand["d"].to_numpy(dtype=np.int64))
+    if late:
+        l_rows, l_t = _expand(np.maximum(release, last + 1), T - cand["d"].to_numpy(dtype=np.int64))
+    else:
+        l_rows = l_t = np.zeros(0, dtype=np.int64)
     fits = _power_window(cand, site_periods, (n_rows, n_t), (l_rows, l_t))
     n_rows, n_t = n_rows[fits[0]], n_t[fits[0]]
     l_rows, l_t = l_rows[fits[1]], l_t[fits[1]]
@@ -305,8 +323,7 @@ def _placements(inst: Instance, net: Network, pools: pd.DataFrame, site_periods:
 
     cols = _candidate_columns(cand, cj, jid, inst, jobs)
     normal = _finish(cols, n_rows, n_t, np.zeros(len(n_rows)), H)
-    late = _finish(cols, l_rows, l_t, late_h, H)
-    return normal, late, unplaced
+    return normal, (_finish(cols, l_rows, l_t, late_h, H) if late else None), unplaced
 
 
 def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -524,7 +541,7 @@ def build_index(inst: Instance, net: Network | None = None) -> Index:
     labels = link_labels(inst)
     pools = _pools_frame(inst)
     site_periods = _site_periods_frame(inst)
-    placements, late, unplaced = _placements(inst, net, pools, site_periods, labels)
+    placements, _, unplaced = _placements(inst, net, pools, site_periods, labels)
     flows = _flows(inst, net, pools, labels)
     demands = _demands(inst)
     if len(flows) and len(demands):
@@ -554,7 +571,6 @@ def build_index(inst: Instance, net: Network | None = None) -> Index:
         mandatory={j.id: j.mandatory for j in inst.jobs},
         value_usd={j.id: j.value_usd for j in inst.jobs},
         placements=placements,
-        late_placements=late,
         unplaced=unplaced,
         flows=flows.reset_index(drop=True),
         demands=demands,
@@ -566,6 +582,7 @@ def build_index(inst: Instance, net: Network | None = None) -> Index:
         links=links,
         precedences=precedences,
         redundant_services=[v.id for v in inst.services if v.redundancy],
+        _late=(inst, net, pools, site_periods, labels),
     )
 
 

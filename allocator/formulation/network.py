@@ -49,6 +49,53 @@ from allocator.options import SolveOptions
 from allocator.schema import Instance
 
 
+#: expanded (start, period, link) triples per chunk of _staging_peak
+PEAK_CHUNK = 2_000_000
+
+
+def _staging_peak(p: pd.DataFrame, has: np.ndarray, bw: dict) -> dict[tuple, float]:
+    """{(l, t): the largest staging traffic possible on capacitated link l in period t}: each
+    job counted once, at the largest staging rate of its starts that run in t with l on their
+    route. Worked out a chunk of whole jobs at a time, so the (start, period, link) expansion
+    (generated XL: 35M triples) is never held at once."""
+    pos = np.flatnonzero(has)
+    if not len(pos) or not bw:
+        return {}
+    jcode = pd.factorize(p["j"].to_numpy()[pos])[0]
+    order = np.argsort(jcode, kind="stable")
+    pos, jcode = pos[order], jcode[order]
+    links = p["links"].to_numpy()
+    d = p["d"].to_numpy(dtype=np.int64)
+    t0 = p["t"].to_numpy(dtype=np.int64)
+    rate = p["staging_gbps"].to_numpy(dtype=float)
+    n_links = np.fromiter((len(x) for x in links[pos]), dtype=np.int64, count=len(pos))
+    work = np.cumsum(d[pos] * n_links)
+    first = np.flatnonzero(np.r_[True, jcode[1:] != jcode[:-1]])  # each job's first start
+    cuts = [0]
+    while cuts[-1] < len(pos):  # chunk ends at a job's first start, about PEAK_CHUNK triples in
+        done = work[cuts[-1] - 1] if cuts[-1] else 0
+        k = int(np.searchsorted(first, np.searchsorted(work, done + PEAK_CHUNK, side="right"),
+                                side="right"))
+        cuts.append(int(first[k]) if k < len(first) and first[k] > cuts[-1] else len(pos))
+    capped = np.array(sorted(bw), dtype=np.int64)
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        cp = pos[a:b]
+        rep = np.repeat(np.arange(a, b), n_links[a:b])
+        lk = np.fromiter((x for y in links[cp] for x in y), dtype=np.int64, count=len(rep))
+        on = np.isin(lk, capped)
+        rep, lk = rep[on], lk[on]
+        dd = d[pos[rep]]
+        row = np.repeat(np.arange(len(rep)), dd)
+        t = t0[pos[rep]][row] + np.arange(int(dd.sum())) - np.repeat(np.cumsum(dd) - dd, dd)
+        frame = pd.DataFrame({"l": lk[row], "t": t, "j": jcode[rep][row], "c": rate[pos[rep]][row]})
+        parts.append(frame.groupby(["l", "t", "j"])["c"].max().groupby(level=[0, 1]).sum())
+    if not parts:
+        return {}
+    total = pd.concat(parts).groupby(level=[0, 1]).sum()
+    return {(int(lk), int(t)): float(x) for (lk, t), x in total.items()}
+
+
 def _staging_running(model, p, has, bw, peak, terms, periods) -> None:
     """Running form: staging[l,t] = the staging traffic on link l in period t, a running total
     (``staging_running`` rows, ``add_running_total``), is the staging term of the bandwidth
@@ -85,20 +132,17 @@ def add_network(model, inst: Instance, index: Index, options: SolveOptions) -> N
         p = all_placements(model)
         has = p["staging_gbps"].to_numpy(dtype=float) > 0
         if has.any():
-            sub = p[has]
-            run = running(sub)
-            pos = np.flatnonzero(has)[run["i"].to_numpy()]
-            run = run.assign(pos=pos, links=p["links"].to_numpy()[pos]).explode("links")
-            run = run[run["links"].isin(list(bw))].rename(columns={"links": "l"})
-            coef = p["staging_gbps"].to_numpy(dtype=float)[run["pos"].to_numpy()]
-            per_job = run.assign(c=coef, j=p["j"].to_numpy()[run["pos"].to_numpy()]) \
-                .groupby(["l", "t", "j"])["c"].max().groupby(level=[0, 1]).sum()
-            for k, x in per_job.items():
-                peak[k] = peak.get(k, 0.0) + float(x)
+            for k, x in _staging_peak(p, has, bw).items():
+                peak[k] = peak.get(k, 0.0) + x
             if model._usage == "running":
                 staging_peak = dict(peak)
                 deferred = (p, has)
             else:
+                run = running(p[has])
+                pos = np.flatnonzero(has)[run["i"].to_numpy()]
+                run = run.assign(pos=pos, links=p["links"].to_numpy()[pos]).explode("links")
+                run = run[run["links"].isin(list(bw))].rename(columns={"links": "l"})
+                coef = p["staging_gbps"].to_numpy(dtype=float)[run["pos"].to_numpy()]
                 terms.add(run, run["pos"].to_numpy(), coef, start_vars(model))
     if hasattr(model, "serve") and len(index.serve):
         f = index.serve.merge(index.flows[["v", "r", "s", "g", "gbps_per_token_per_s", "links"]],
