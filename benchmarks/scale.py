@@ -1,19 +1,29 @@
-"""Model size, build, hand-off and solve times on generated instances of growing size.
+"""Gap, times and memory of the strategies on generated instances of growing size.
 
-    python benchmarks/scale.py --sizes S,M,L --time-limit 120 --json FILE [--strategy mip|lns]
+    python benchmarks/scale.py --sizes S,M,L --seeds 0,1,2 --strategies auto,mip,lns \
+        --time-limit 120 [--family generated|training|inference] [--json FILE] [--greedy]
 
-Each size runs in its own process (so peak memory, ru_maxrss, is that size's own): generate
-(allocator.generate, seed 0), then allocator.solve (validate, index, Pyomo build, hand-off to
-HiGHS, solve, extract; the greedy plan stands in if HiGHS has none at the limit) or, with
---strategy lns, the large-instance strategy of allocator.lns. The returned schedule
-is exported and checked by the independent verifier (allocator.verify.verify_schedule, which
-reads only the instance and the exported files); ``verified`` says whether it passed. Per size it prints and writes: variables,
-constraints, nonzeros, build s, hand-off s, solve s, objective, bound, gap, peak memory MB,
-greedy objective (none when the greedy plan leaves a mandatory job out; greedy_status and
-greedy_message in the JSON say which) and the direct numpy/highspy build of the same model
-(the yardstick). With --strategy lns the JSON also holds the strategy's stages (LP time and
-bound, rounding, sub-MIPs tried and kept per neighbourhood kind, the incumbent over time).
-Figures are compared with benchmarks/baselines.json when present.
+Every (size, seed, strategy) runs in its own process (so peak memory, ru_maxrss, is that run's
+own): generate the instance (``--family``, below), then ``allocator.solve`` with the strategy
+and the time limit (the whole solve: validate, index, build, compile, search, derive). The
+returned schedule is exported and checked by the independent verifier
+(allocator.verify.verify_schedule, which reads only the instance and the exported files).
+Per run it prints and writes: the strategy asked and the one that ran (``auto`` says which it
+picked), variables, constraints, nonzeros, build s (index + model build + compile), solve s,
+wall s, objective, bound, bound kind (lns: ``lp`` or ``relaxed``), gap, status, peak memory
+MB and whether the verifier passed. ``--greedy`` adds the greedy plan's objective.
+
+When both mip and lns ran on a (size, seed), a last table compares ``auto`` (the route it
+picked) with the better of the two: the default strategy's target is at most 1.2x the better
+route's gap.
+
+Families (each generated on purpose, all from allocator.generate, seeded):
+  generated  allocator.generate's sizes as they are (training jobs, inference services, some
+             with N+1, reserved blocks with on-demand above them, a power lease)
+  training   no services and no reserved blocks: every GPU is on demand (the power lease's
+             pool too, at its reserved price), so the model is training jobs only
+  inference  a fifth of the jobs and three times the services, N+1 on every service that has
+             two sites within its SLO of each region it serves
 """
 
 from __future__ import annotations
@@ -28,75 +38,110 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
-COLUMNS = ["size", "variables", "constraints", "nonzeros", "build_s", "handoff_s", "solve_s",
-           "objective", "bound", "gap", "peak_mb", "greedy", "direct_s", "status", "verified"]
+COLUMNS = ["size", "seed", "strategy", "ran", "variables", "nonzeros", "build_s", "solve_s",
+           "wall_s", "objective", "bound", "bound_kind", "gap", "status", "peak_mb", "verified"]
+FAMILIES = ("generated", "training", "inference")
 
 
-def run_size(size: str, time_limit: float, strategy: str, seed: int, queue) -> None:
+def family_instance(family: str, size: str, seed: int):
+    """The generated instance of ``family`` (see the module docstring) at ``size``."""
+    from allocator.generate import SIZES, generate_instance
+    from allocator.schema import Instance
+
+    shape = dict(SIZES[size])
+    if family == "training":
+        shape["services"] = 0
+    elif family == "inference":
+        shape["jobs"] = max(1, shape["jobs"] // 5)
+        shape["services"] = shape["services"] * 3
+    elif family != "generated":
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    inst = generate_instance(**shape, seed=seed)
+    data = inst.model_dump(mode="json", exclude_none=True)
+    if family == "training":
+        for site in data["sites"]:
+            for pool in site["pools"]:
+                if pool.get("reserved"):
+                    price = pool.get("ondemand_price_usd_per_gpu_h") or pool.get(
+                        "reserved_price_usd_per_gpu_h", 0.0)
+                    pool.update(reserved=0, reserved_price_usd_per_gpu_h=0.0,
+                                ondemand_price_usd_per_gpu_h=price)
+    elif family == "inference":
+        from allocator.indexing import build_index
+
+        flows = build_index(inst).flows
+        sites_per = flows.groupby(["v", "r"])["s"].nunique()
+        two = {v for v, ok in (sites_per >= 2).groupby(level=0).all().items() if ok}
+        for svc in data["services"]:
+            if svc["id"] in two:
+                svc["redundancy"] = True
+        data["name"] = f"{inst.name}-inference"
+    if family == "training":
+        data["name"] = f"{inst.name}-training"
+    return Instance.model_validate(data)
+
+
+def run_one(family: str, size: str, seed: int, strategy: str, time_limit: float, greedy: bool,
+            queue) -> None:
     try:
-        queue.put(_run(size, time_limit, strategy, seed))
+        queue.put(_run(family, size, seed, strategy, time_limit, greedy))
     except Exception as e:  # noqa: BLE001 - report, do not hang the parent
-        queue.put({"size": size, "status": f"error: {type(e).__name__}: {e}"})
+        queue.put({"size": size, "seed": seed, "strategy": strategy,
+                   "status": f"error: {type(e).__name__}: {e}"})
 
 
-def _run(size: str, time_limit: float, strategy: str, seed: int) -> dict:
-    from direct_build import yardstick
+def _run(family: str, size: str, seed: int, strategy: str, time_limit: float, greedy: bool) -> dict:
+    import tempfile
 
     from allocator.api import solve
-    from allocator.generate import SIZES, generate_instance
-    from allocator.heuristics import greedy_result
-    from allocator.indexing import build_index
     from allocator.options import SolveOptions
+    from allocator.verify import verify_schedule
 
-    inst = generate_instance(**SIZES[size], seed=seed)
-    opts = SolveOptions(time_limit_s=time_limit, explain=False)  # for the greedy plan
-    t0 = time.perf_counter()
-    index = build_index(inst)
-    index_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    greedy = greedy_result(inst, index, opts)
-    greedy_s = time.perf_counter() - t0
-    # the yardstick builds the Pyomo formulation's rows (the expanded form) directly: it is
-    # what the mip route is held to; lns builds the compact arrays itself (its build_s)
-    direct = yardstick(inst, index) if strategy == "mip" else None
-    row = {"size": size, "strategy": strategy, "index_s": round(index_s, 3),
-           "greedy": greedy.objective, "greedy_s": round(greedy_s, 3),
-           "greedy_status": greedy.status.value, "greedy_message": greedy.message,
-           "direct_s": direct["total_s"] if direct else None, "direct": direct}
+    inst = family_instance(family, size, seed)
+    row: dict = {"family": family, "size": size, "seed": seed, "strategy": strategy}
+    if greedy:
+        from allocator.heuristics import greedy_result
+        from allocator.indexing import build_index
+
+        g = greedy_result(inst, build_index(inst), SolveOptions(time_limit_s=time_limit, explain=False))
+        row.update(greedy=g.objective, greedy_status=g.status.value)
     t0 = time.perf_counter()
     res = solve(inst, SolveOptions(time_limit_s=time_limit, explain=False, strategy=strategy))
+    row["wall_s"] = round(time.perf_counter() - t0, 2)
     tm = res.summary.get("timings", {})
-    if strategy == "lns":
-        st = res.summary.get("lns", {})
-        size_ = st.get("size", {})
-        row.update(variables=size_.get("variables"), constraints=size_.get("constraints"),
-                   nonzeros=size_.get("nonzeros"), build_s=round(st.get("build_s", 0.0), 3), handoff_s=None,
-                   solve_s=round(tm.get("solve_s", 0.0), 3), stages=st, timings=tm)
-    else:
-        model = res.summary.get("model", {})
-        row.update(variables=model.get("columns"), constraints=model.get("rows"),
-                   nonzeros=model.get("nonzeros"), build_s=round(tm.get("build_s", 0.0), 3),
-                   handoff_s=round(tm.get("handoff_s", 0.0), 3), solve_s=round(tm.get("solve_s", 0.0), 3),
-                   timings=tm)
-    row.update(wall_s=round(time.perf_counter() - t0, 3), objective=res.objective, bound=res.bound,
-               gap=res.gap, status=res.status.value, message=res.message)
+    ran = res.options.get("strategy")
+    st = res.summary.get("lns") or {}
+    size_ = st.get("size") or res.summary.get("model") or {}
+    row.update(ran=ran, variables=size_.get("variables", size_.get("columns")),
+               constraints=size_.get("constraints", size_.get("rows")),
+               nonzeros=size_.get("nonzeros"),
+               build_s=round(tm.get("index_s", 0.0) + tm.get("build_s", 0.0) + tm.get("handoff_s", 0.0), 2),
+               solve_s=round(tm.get("solve_s", 0.0), 2), timings=tm,
+               objective=res.objective, bound=res.bound, gap=res.gap, status=res.status.value,
+               message=res.message, bound_kind=_bound_kind(res.bound, st), stages=st or None)
     row["verified"] = None
     if res.objective is not None:
-        import tempfile
-
-        from allocator.verify import verify_schedule
-
         with tempfile.TemporaryDirectory() as tmp:
-            t1 = time.perf_counter()
-            folder = res.export(Path(tmp) / "schedule")
-            violations = verify_schedule(inst, folder)
-            row["verify_s"] = round(time.perf_counter() - t1, 3)
-            row["verified"] = not violations
-            row["violations"] = [str(v) for v in violations[:10]]
+            violations = verify_schedule(inst, res.export(Path(tmp) / "schedule"))
+        row["verified"] = not violations
+        row["violations"] = [str(v) for v in violations[:10]]
     row["peak_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return row
+
+
+def _bound_kind(bound: float | None, stages: dict) -> str | None:
+    """Where the bound came from: "mip" (HiGHS's dual bound), "lp" (the LP relaxation's
+    duals), "relaxed" (no capacity limits), or "incumbent" (proven optimal by the plan)."""
+    if bound is None:
+        return None
+    if not stages:
+        return "mip"
+    for key in ("mip_bound", "lp_bound", "relaxed_bound"):
+        b = stages.get(key)
+        if b is not None and abs(b - bound) <= 1e-9 * max(1.0, abs(bound)):
+            return key.split("_")[0]
+    return "incumbent"
 
 
 def _fmt(v) -> str:
@@ -107,36 +152,63 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def table(rows: list[dict], columns: list[str]) -> str:
+    """Fixed-width text table of ``rows`` (shared by the other benchmark scripts)."""
+    lines = ["  ".join(f"{c:>11}" for c in columns)]
+    lines += ["  ".join(f"{_fmt(r.get(c)):>11}" for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def compare(rows: list[dict]) -> list[dict]:
+    """Per (size, seed) with an auto run and both routes: auto's gap against the better one's."""
+    out = []
+    by = {(r["size"], r["seed"], r["strategy"]): r for r in rows if r.get("gap") is not None}
+    for (size, seed, strategy), r in by.items():
+        if strategy != "auto":
+            continue
+        routes = [by.get((size, seed, s)) for s in ("mip", "lns")]
+        if None in routes:
+            continue
+        best = min(routes, key=lambda x: x["gap"])
+        out.append({"size": size, "seed": seed, "ran": r.get("ran"), "auto_gap": r["gap"],
+                    "mip_gap": routes[0]["gap"], "lns_gap": routes[1]["gap"],
+                    "ratio": r["gap"] / best["gap"] if best["gap"] > 0 else (1.0 if r["gap"] == 0 else None),
+                    })
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="S,M,L")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--strategies", default="auto", help="comma-separated: auto, mip, lns")
+    ap.add_argument("--family", default="generated", choices=FAMILIES)
     ap.add_argument("--time-limit", type=float, default=120.0)
+    ap.add_argument("--greedy", action="store_true", help="also report the greedy plan's objective")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--strategy", choices=["mip", "lns"], default="mip")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--baselines", type=Path, default=HERE / "baselines.json")
     args = ap.parse_args(argv)
     ctx = mp.get_context("spawn")
-    rows = []
-    print("  ".join(f"{c:>11}" for c in COLUMNS), flush=True)
+    rows: list[dict] = []
+    cols = COLUMNS + (["greedy"] if args.greedy else [])
+    print(f"family {args.family}, time limit {args.time_limit:g} s", flush=True)
+    print(table([], cols), flush=True)
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-        q = ctx.Queue()
-        proc = ctx.Process(target=run_size, args=(size, args.time_limit, args.strategy, args.seed, q))
-        proc.start()
-        row = q.get()
-        proc.join()
-        rows.append(row)
-        print("  ".join(f"{_fmt(row.get(c)):>11}" for c in COLUMNS), flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(rows, indent=2, default=str))
-    if args.baselines.exists():
-        base = {(b["size"], b.get("strategy", "mip")): b for b in json.loads(args.baselines.read_text())}
-        for row in rows:
-            b = base.get((row["size"], row.get("strategy", "mip")))
-            if b and row.get("objective") and b.get("objective"):
-                print(f"{row['size']}: objective {row['objective']:,.0f} vs baseline {b['objective']:,.0f} "
-                      f"({100 * (row['objective'] / b['objective'] - 1):+.2f}%), gap "
-                      f"{_fmt(row.get('gap'))} vs {_fmt(b.get('gap'))}")
+        for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+            for strategy in [s.strip() for s in args.strategies.split(",") if s.strip()]:
+                q = ctx.Queue()
+                proc = ctx.Process(target=run_one, args=(args.family, size, seed, strategy,
+                                                         args.time_limit, args.greedy, q))
+                proc.start()
+                row = q.get()
+                proc.join()
+                rows.append(row)
+                print(table([row], cols).splitlines()[1], flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=2, default=str))
+    cmp = compare(rows)
+    if cmp:
+        print("\nauto against the better route (target: ratio <= 1.2)")
+        print(table(cmp, ["size", "seed", "ran", "auto_gap", "mip_gap", "lns_gap", "ratio"]))
     return 0
 
 
