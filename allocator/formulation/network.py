@@ -48,7 +48,6 @@ from allocator.indexing import Index
 from allocator.options import SolveOptions
 from allocator.schema import Instance
 
-
 #: expanded (start, period, link) triples per chunk of _staging_peak
 PEAK_CHUNK = 2_000_000
 
