@@ -97,7 +97,7 @@ class _State:
         return float(od * self.od_price[k] * self.H + n * self.mw_per_gpu[k] * self.H * self.mwh_cost[s, t])
 
 
-def _state(inst: Instance, index: Index) -> _State:
+def _state(inst: Instance, index: Index, spend_only: bool = False) -> _State:
     pools = index.pools
     sites = [s.id for s in inst.sites]
     site_of = {s: i for i, s in enumerate(sites)}
@@ -124,7 +124,7 @@ def _state(inst: Instance, index: Index) -> _State:
         cap_mw=grid("power_cap_mw"),
         energy_price=grid("energy_price_usd_per_mwh"),
         carbon=grid("carbon_g_per_kwh"),
-        carbon_price=float(inst.carbon_price_usd_per_t),
+        carbon_price=0.0 if spend_only else float(inst.carbon_price_usd_per_t),
         link_of={lab: i for i, lab in enumerate(index.links["l"])},
         bw=np.where(np.isnan(bw), np.inf, bw),
     )
@@ -199,14 +199,15 @@ class _JobRows:
     g_links: list[tuple[int, ...]]
 
 
-def _job_rows(index: Index, state: _State) -> dict[str, _JobRows]:
+def _job_rows(index: Index, state: _State, spend_only: bool = False) -> dict[str, _JobRows]:
     p = index.placements
     if p.empty:
         return {}
     pool = np.array([state.pool_of[k] for k in zip(p["s"], p["g"], strict=True)], dtype=np.int64)
     site = state.pool_site[pool]
-    fixed = (p["site_extra_usd"].to_numpy(dtype=float) + p["egress_usd"].to_numpy(dtype=float)
-             + p["tardiness_usd"].to_numpy(dtype=float))
+    fixed = p["site_extra_usd"].to_numpy(dtype=float) + p["egress_usd"].to_numpy(dtype=float)
+    if not spend_only:
+        fixed = fixed + p["tardiness_usd"].to_numpy(dtype=float)
     t = p["t"].to_numpy(dtype=np.int64)
     d = p["d"].to_numpy(dtype=np.int64)
     gpus = p["gpus"].to_numpy(dtype=np.int64)
@@ -344,8 +345,11 @@ def _plan_jobs(jobs: list[str], inst: Instance, index: Index, st: _State, rows: 
 # --------------------------------------------------------------------------- inference
 
 
-def _plan_inference(inst: Instance, index: Index, st: _State, deadline: float | None = None):
-    """Per period, serve each (service, region) from the cheapest reachable pools."""
+def _plan_inference(inst: Instance, index: Index, st: _State, deadline: float | None = None,
+                    spend_only: bool = False):
+    """Per period, serve each (service, region) from the cheapest reachable pools, where
+    serving costs less than leaving it unserved (``spend_only``: the unserved penalty is not
+    spend, so nothing is served)."""
     H = st.H
     flows, demands = index.flows, index.demands
     held: dict[tuple[str, int, int], int] = {}  # (v, k, t) -> GPUs
@@ -354,7 +358,8 @@ def _plan_inference(inst: Instance, index: Index, st: _State, deadline: float | 
     if flows.empty or demands.empty:
         return held, served
     services = {v.id: v for v in inst.services}
-    pen = {v: unserved_usd_per_token_s(s.unserved_usd_per_mtok, H) for v, s in services.items()}
+    pen = {v: 0.0 if spend_only else unserved_usd_per_token_s(s.unserved_usd_per_mtok, H)
+           for v, s in services.items()}
     bpt = {v: float(s.bytes_per_token) for v, s in services.items()}
     cands: dict[tuple[str, str], list[tuple]] = {}
     for v, r, s, g, tps, egp, gpt, links in flows[
@@ -522,7 +527,7 @@ def _check_deadline(deadline: float | None) -> None:
 
 def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network | None = None,
                     prefer: tuple[np.ndarray, np.ndarray] | None = None,
-                    deadline: float | None = None) -> GreedyPlan:
+                    deadline: float | None = None, spend_only: bool = False) -> GreedyPlan:
     """The greedy plan of ``inst`` as decision tables (see the module docstring).
 
     Returns a GreedyPlan: a dict with ``training`` (job, option, site, gpu_type, gpus,
@@ -535,15 +540,19 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
     value, then the lowest reduced cost (allocator.lns).
 
     ``deadline`` (a time.perf_counter() instant): past it the planner stops and raises
-    GreedyTimeUp, so a time limit bounds it too (it is checked once per job and per period)."""
+    GreedyTimeUp, so a time limit bounds it too (it is checked once per job and per period).
+
+    ``spend_only``: marginal costs count only what the budget counts (no tardiness, carbon
+    price or unserved penalty), so no demand is served: the least-spend plan the planner can
+    make, tried when the plan of true costs overspends ``budget_usd`` (greedy_outcome)."""
     t0 = time.perf_counter()
     if index is None:
         index = build_index(inst, net or Network(inst))
     first: frozenset[str] = frozenset()
-    rows = _job_rows(index, _state(inst, index))
+    rows = _job_rows(index, _state(inst, index, spend_only), spend_only)
     for _attempt in range(8):
         # a required job left out is moved to the front and the plan made again
-        st = _state(inst, index)
+        st = _state(inst, index, spend_only)
         order, required = _job_order(inst, index, first)
         latest_end = _latest_ends(inst, rows, order, required)
         ends: dict[str, int] = {}
@@ -556,7 +565,7 @@ def greedy_schedule(inst: Instance, index: Index | None = None, *, net: Network 
             break
         # the missing jobs and the jobs they wait for go first next time
         first = first | frozenset(_with_ancestors(missing, _predecessors(inst)))
-    held, served = _plan_inference(inst, index, st, deadline)
+    held, served = _plan_inference(inst, index, st, deadline, spend_only)
     _plan_jobs([j for j in order if j not in required], inst, index, st, rows, ends, placed, unplaced,
                required, prefer, deadline=deadline)
     pl = index.placements.iloc[sorted(placed)] if placed else index.placements.iloc[0:0]
@@ -589,8 +598,10 @@ def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Ne
                    deadline: float | None = None):
     """The greedy strategy: the greedy plan as an Outcome (feasible with no bound), within the
     instance's budget. Over the budget, optional jobs are dropped, the least valuable first,
-    until the plan's spend fits; no_solution if a mandatory job could not be placed or the
-    spend of what is left is still above the budget."""
+    until the plan's spend fits; if even the mandatory plan overspends, the least-spend plan
+    (``greedy_schedule(spend_only=True)``: no tardiness, carbon or unserved penalty in the
+    marginal costs, so no demand served) is tried the same way; no_solution if a mandatory job
+    could not be placed or the spend of what is left is still above the budget."""
     from allocator.derive import derive, spend
     from allocator.outcome import Outcome
     from allocator.results import Status
@@ -610,8 +621,21 @@ def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Ne
     why = [f"the greedy planner could not place mandatory job {j}" for j in plan.unplaced
            if j in mandatory]
     dropped = 0
+    spend_note = ""
     if not why and inst.budget_usd is not None:
         decisions, dropped, over = _within_budget(inst, index, decisions, derive, spend, deadline)
+        if over is not None and (deadline is None or time.perf_counter() < deadline):
+            # the plan of true costs overspends: the least-spend plan (nothing served) instead
+            try:
+                lean = greedy_schedule(inst, index, net=net, deadline=deadline, spend_only=True)
+            except GreedyTimeUp:
+                lean = None
+            if lean is not None and not [j for j in lean.unplaced if j in mandatory]:
+                lean_d, lean_dropped, lean_over = _within_budget(inst, index, dict(lean), derive,
+                                                                 spend, deadline)
+                if lean_over is None:
+                    decisions, dropped, over = lean_d, lean_dropped, None
+                    spend_note = "; the plan that spends least (no demand served) keeps within the budget"
         if over is not None:
             why.append(f"the greedy plan spends {over:,.2f} USD, above budget_usd = "
                        f"{inst.budget_usd:,.2f}, after dropping {dropped} optional job(s)")
@@ -621,7 +645,7 @@ def greedy_outcome(inst: Instance, index: Index | None, options=None, *, net: Ne
         return Outcome(status=Status.NO_SOLUTION, solver="greedy", solve_s=seconds,
                        message="greedy plan is not feasible: " + "; ".join(shown), explanation=shown)
     placed = len(decisions["training"])
-    note = f"; {dropped} optional jobs dropped to keep within the budget" if dropped else ""
+    note = (f"; {dropped} optional jobs dropped to keep within the budget" if dropped else "") + spend_note
     return Outcome(status=Status.FEASIBLE, decisions=decisions, solver="greedy", solve_s=seconds,
                    message=f"greedy plan: {placed} jobs placed{note}; no bound")
 

@@ -152,6 +152,32 @@ def test_a_mandatory_job_that_cannot_fit_makes_the_greedy_result_say_so():
     assert "j2" in res.message
 
 
+def test_over_budget_the_greedy_result_falls_back_to_the_plan_that_spends_least():
+    # one period, one site at $1/GPU-h. The mandatory job j (1 GPU, 1 h) spends $1. Service v
+    # wants 1000 tok/s, one GPU's worth, at a penalty that makes serving it worth $1: the plan
+    # of true costs spends $2. With budget_usd = 1.5 no optional job can be dropped, so the
+    # greedy result serves nothing instead: spend $1, unserved 1000 tok/s for the hour.
+    inst = _inference_inst(1000.0, 100.0, [_site("a", 10, 1.0)])
+    data = inst.model_dump(mode="json")
+    data["jobs"] = [_job("j", 1, 1)]
+    plan = greedy_schedule(instance_from_dict(data))
+    assert evaluate(instance_from_dict(data), plan).total_cost_usd == pytest.approx(2.0)
+    data["budget_usd"] = 1.5
+    inst = instance_from_dict(data)
+    res = greedy_result(inst, None, SolveOptions())
+    assert res.status is Status.FEASIBLE, res.message
+    assert "spends least" in res.message
+    assert res.frames["training"]["job"].tolist() == ["j"]
+    ev = evaluate(inst, {k: res.frames[k] for k in ("training", "inference", "inference_gpus")})
+    assert ev.violations == []
+    # $1 of lease, and 1000 tok/s x 3600 s = 3.6 Mtok unserved at $100/Mtok
+    assert ev.total_cost_usd == pytest.approx(1.0 + 360.0)
+    data["budget_usd"] = 0.5  # below even the mandatory job: no schedule, and the budget named
+    res = greedy_result(instance_from_dict(data), None, SolveOptions())
+    assert res.status is Status.NO_SOLUTION
+    assert "budget_usd" in res.message
+
+
 @st.composite
 def richer_instances(draw):
     """The shared strategy plus redundancy, link bandwidth, predecessors and data staging."""
