@@ -26,8 +26,11 @@ import dataclasses
 import importlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,7 +214,13 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
         return _finish(build_result(inst, index, opts, cut_outcome("the model build", deadline)),
                        base, timings, index=index)
     progress_mod.stage("solve")
-    outcome, raw = mip_outcome(model, deadline.options(opts), index)
+    plan = opts.previous  # the loaded previous plan of a re-plan, else None
+    pending: list[Future] = []
+    on_run = None
+    if opts.greedy_fallback and plan is None and deadline.at is not None:
+        def on_run() -> None:
+            pending.append(_start_greedy(inst, index, opts, net, deadline))
+    outcome, raw = mip_outcome(model, deadline.options(opts), index, on_run=on_run)
     timings["handoff_s"] = raw.handoff_s
     timings["solve_s"] = raw.solve_s
     base["model"] = dict(raw.size)
@@ -219,7 +228,6 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
     if raw.stages:
         base["stages"] = [dataclasses.asdict(s) for s in raw.stages]
 
-    plan = opts.previous  # the loaded previous plan of a re-plan, else None
     if outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             outcome.explanation = explain_infeasible(inst, index, deadline.options(opts))
@@ -232,7 +240,8 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
             and not interrupt.requested()):  # Ctrl-C: the user wants the incumbent now
         # stopped by a limit: the greedy plan replaces HiGHS's incumbent if it is better
         with clock("greedy_s"):
-            outcome = _greedy_fallback(inst, index, opts, outcome, net, deadline)
+            outcome = _greedy_fallback(inst, index, opts, outcome, net, deadline,
+                                       pending[0] if pending else None)
     result = build_result(inst, index, opts, outcome)
     if plan is not None and result.status.has_schedule:
         result = _with_changes(result, inst, index, plan, opts, base)
@@ -480,18 +489,49 @@ def _fallback_deadline(deadline: Deadline) -> float | None:
     return max(deadline.at, time.perf_counter()) + max(5.0, 0.1 * deadline.seconds)
 
 
+def _start_greedy(inst: Instance, index, opts: SolveOptions, net, deadline: Deadline) -> Future:
+    """The greedy plan, made on a second thread while HiGHS runs (HiGHS does not hold
+    Python's lock while it solves), so that a large instance whose HiGHS run ends at its
+    limit with nothing still has the greedy plan to return; made after HiGHS, it could take
+    longer than the grace _fallback_deadline allows (generated L with three times the
+    services: 18 s). The thread is a daemon and stops at that deadline at the latest; when
+    HiGHS needs no fallback its plan is simply not used."""
+    from allocator.heuristics import greedy_outcome
+
+    future: Future = Future()
+    at = _fallback_deadline(deadline)
+
+    def run() -> None:
+        try:
+            future.set_result(greedy_outcome(inst, index, opts, net=net, deadline=at))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="allocator-greedy-fallback", daemon=True).start()
+    return future
+
+
 def _greedy_fallback(inst: Instance, index, opts: SolveOptions, outcome: Outcome, net,
-                     deadline: Deadline | None = None) -> Outcome:
+                     deadline: Deadline | None = None, pending: Future | None = None) -> Outcome:
     """The greedy plan in place of what HiGHS returned after a limit, when HiGHS has no
     schedule, or (single objectives only) a worse one; else ``outcome`` unchanged.
+    ``pending``: the plan being made beside HiGHS (_start_greedy), waited for until the
+    fallback's deadline; without it the plan is made now.
 
     Handing the plan to HiGHS as a MIP start was measured to hurt (HiGHS stopped improving
     once given it; docs/performance.md), so the plan is only a fallback."""
     from allocator.derive import derive
     from allocator.heuristics import greedy_outcome
 
-    g = greedy_outcome(inst, index, opts, net=net,
-                       deadline=None if deadline is None else _fallback_deadline(deadline))
+    if pending is not None:
+        wait = None if deadline is None else max(0.0, _fallback_deadline(deadline) - time.perf_counter())
+        try:
+            g = pending.result(timeout=wait)
+        except FutureTimeout:
+            return outcome
+    else:
+        g = greedy_outcome(inst, index, opts, net=net,
+                           deadline=None if deadline is None else _fallback_deadline(deadline))
     if not g.status.has_schedule:
         return outcome
     d = derive(inst, index, g.decisions)

@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -452,12 +453,15 @@ def solve_model(
     *,
     objective: str | ObjectiveData | None = None,
     start: bool = False,
+    on_run: Callable[[], None] | None = None,
 ) -> SolverOutcome:
     """Solve ``model`` with HiGHS and load the solution into its variables.
 
     objective: None (mode of options.objective; a model without ``obj_cost``/``obj_carbon``
     uses its single active objective), a mode name, or an Objective component.
     start: pass the variables' current values (those set) to HiGHS as a MIP start.
+    on_run: called once the model is in HiGHS, just before HiGHS starts (the mip route starts
+    the greedy fallback there, beside HiGHS rather than beside the Python compile).
     Lexicographic modes solve the first objective, then bound it by
     value + lex_tolerance*|value| + eps and solve the second one from the first solution;
     the outcome reports the second objective. The second objective is left active.
@@ -494,6 +498,8 @@ def solve_model(
     listener = None
     if report is not None and comp.is_mip:
         listener = _Listener(h, report, comp.senses[0] if comp.senses else 1)
+    if on_run is not None:
+        on_run()
     first = _run(h, comp, 0, options, deadline)
     nodes = first.nodes
     version = f"HiGHS {h.version()}"

@@ -274,6 +274,34 @@ def test_greedy_plan_stands_in_when_highs_has_no_schedule_at_the_limit(tmp_path,
     # (without the fallback the same solve has no schedule: test_cli_solve's exit-4 case)
 
 
+def test_the_greedy_fallback_is_made_while_highs_runs(monkeypatch):
+    # the greedy plan must not wait for HiGHS to use up the limit: on a large instance the
+    # grace after it is too short for the plan (generated L, services x3: 18 s of greedy
+    # against 12 s of grace, so the command ended with no schedule). Here HiGHS "runs" until
+    # the greedy planner has started; made only after HiGHS, it never would.
+    import threading
+
+    solve_mod = importlib.import_module("allocator.solve")
+    heur = importlib.import_module("allocator.heuristics")
+    started = threading.Event()
+    real_greedy, real_solve = heur.greedy_outcome, solve_mod.solve_model
+
+    def greedy(*a, **kw):
+        started.set()
+        return real_greedy(*a, **kw)
+
+    def solve_model(model, opts, **kw):
+        out = real_solve(model, opts.with_(time_limit_s=0.0), **kw)
+        assert started.wait(10.0), "the greedy plan was not started while HiGHS ran"
+        return out
+
+    monkeypatch.setattr(heur, "greedy_outcome", greedy)
+    monkeypatch.setattr(solve_mod, "solve_model", solve_model)
+    res = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=60.0)
+    assert res.status is Status.FEASIBLE
+    assert "greedy plan" in res.message
+
+
 def test_a_time_limit_of_zero_bounds_the_whole_command():
     # no time at all: the deadline runs out during indexing, before any model is built;
     # the result says so (no_solution, exit 4), it does not run on
