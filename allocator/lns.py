@@ -209,7 +209,16 @@ class _Lns:
         self.start_cost = self.c[self.sc]
         self.cheapest = np.array([self.start_cost[c].min() if len(c) else 0.0 for c in self.job_cols])
         pool_site = _codes(pools["s"].tolist(), sites)
-        self.od_site = pool_site[self.od_keys[:, 0]] if len(self.od_keys) else np.zeros(0, np.int64)
+        # where on-demand GPUs are bought: the ondemand columns, and the training usage of the
+        # pools without a reserved block, which have none (all their GPUs are on demand:
+        # formulation.capacity.direct_ondemand_pools)
+        direct = getattr(cm.model, "_direct_od", frozenset())
+        on_direct = np.array([(pools["s"].iat[k], pools["g"].iat[k]) in direct for k in self.use_keys[:, 0]],
+                             dtype=bool) if len(self.use_keys) else np.zeros(0, dtype=bool)
+        self.buy_cols = np.concatenate([self.od_cols, self.use_cols[on_direct]])
+        buy_keys = np.concatenate([self.od_keys, self.use_keys[on_direct]])
+        self.buy_t = buy_keys[:, 1] if len(buy_keys) else np.zeros(0, np.int64)
+        self.buy_site = pool_site[buy_keys[:, 0]] if len(buy_keys) else np.zeros(0, np.int64)
         self.x: np.ndarray | None = None
         self.obj = math.inf
         self.size = min(50, J)
@@ -350,13 +359,13 @@ class _Lns:
             sites = np.unique(self.psite[self.job_cols[seed]])
             ta, tb = int(self.win_lo[seed]), int(self.win_hi[seed])
         elif kind == "ondemand":
-            od = self.x[self.od_cols]
+            od = self.x[self.buy_cols]
             busy = np.flatnonzero(od > 0.5)
             if not len(busy):
                 return None
             i = int(rng.choice(busy, p=od[busy] / od[busy].sum()))
-            t = int(self.od_keys[i, 1])
-            sites = np.array([self.od_site[i]])
+            t = int(self.buy_t[i])
+            sites = np.array([self.buy_site[i]])
             half = int(rng.integers(6, 19))
             ta, tb = max(0, t - half), min(self.T, t + half)
         else:  # block: 2-4 sites over a 12-36 period window

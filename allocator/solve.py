@@ -670,12 +670,18 @@ def lp_duals(
         _pass(h, comp, 0, integer=False)
         h.run()
         hs = _hs()
-        if h.getModelStatus() != hs.HighsModelStatus.kOptimal:
+        status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kModelEmpty:
+            # nothing left to move once the plan is fixed (no continuous column: e.g. every
+            # pool without a reserved block, priced on its start columns): every marginal is 0
+            row_dual = np.zeros(comp.m)
+        elif status != hs.HighsModelStatus.kOptimal:
             raise SolveError(
                 "the LP with the plan fixed did not solve to optimality "
-                f"({h.modelStatusToString(h.getModelStatus())}); no duals"
+                f"({h.modelStatusToString(status)}); no duals"
             )
-        row_dual = np.asarray(h.getSolution().row_dual)
+        else:
+            row_dual = np.asarray(h.getSolution().row_dual)
     finally:
         for v in fixed:
             v.unfix()

@@ -2,7 +2,8 @@
 
 Its LP optimum is the LP optimum of the Pyomo model read by HiGHS from Pyomo's own LP file
 (a route that does not go through the standard-form compiler); the running-total form of
-the usage rows gives the same LP and MIP optimum as the expanded form; the maps find the
+the usage rows gives the same LP and MIP optimum as the expanded form, and so does the
+on-demand price put directly on the columns of pools without a reserved block; the maps find the
 columns and rows by name; decisions and start vectors round-trip.
 """
 
@@ -98,6 +99,33 @@ def test_running_totals_give_the_optimum_of_the_expanded_rows(name):
     # g2-links (slow: about 40 s on a loaded machine) to 1e-3
     gap = 1e-3 if name == "g2-links" else GAP
     assert _optimum(compact, True, gap) == pytest.approx(_optimum(expanded, True, gap), rel=2 * gap)
+
+
+def _all_on_demand(inst):
+    """``inst`` with every reserved block made on-demand at its own on-demand price."""
+    data = inst.model_dump(mode="json", exclude_none=True)
+    for site in data["sites"]:
+        for pool in site["pools"]:
+            pool.update(reserved=0, reserved_price_usd_per_gpu_h=0.0)
+    return allocator.instance_from_dict(data)
+
+
+@pytest.mark.parametrize("name", ["demo", "g0", "g1"])
+def test_on_demand_price_on_the_columns_gives_the_optimum_of_the_on_demand_rows(name, monkeypatch):
+    # a pool without a reserved block buys every GPU it runs on demand: pricing the start and
+    # gpus_inf columns directly (capacity.direct_ondemand_pools) is exact, so LP and MIP
+    # optima agree with the ondemand columns and capacity_ondemand rows kept for every pool
+    from allocator.formulation import capacity
+
+    inst = INSTANCES[name] if name == "demo" else _all_on_demand(INSTANCES[name])
+    model, direct = _compiled(inst)
+    assert model._direct_od  # the demo has one pool without a block; g0, g1 only such pools
+    assert not any((s, g) in model._direct_od for s, g, _ in model.ONDEMAND_PERIODS)
+    monkeypatch.setattr(capacity, "direct_ondemand_pools", lambda *a: frozenset())
+    _, rows = _compiled(inst)
+    assert direct.m < rows.m and len(direct.columns) < len(rows.columns)
+    assert _optimum(direct, False) == pytest.approx(_optimum(rows, False), rel=1e-9)
+    assert _optimum(direct, True) == pytest.approx(_optimum(rows, True), rel=2 * GAP)
 
 
 def test_maps_find_columns_and_rows_by_name():

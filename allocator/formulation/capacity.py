@@ -4,7 +4,12 @@ Sets
     GPU_PERIODS          (s, g, t) pools and periods with any possible usage
     CAPACITY_ROWS        the subset where the usage bound max_use(s,g,t) exceeds available
                          (elsewhere the row cannot bind and is left out; all rows if elastic)
-    ONDEMAND_PERIODS     the subset where min(max_use, available) exceeds reserved
+    ONDEMAND_PERIODS     the subset where min(max_use, available) exceeds reserved, of the
+                         pools with a reserved block (or one decided by a lease) and a
+                         positive on-demand price
+    DIRECT_OD            (model._direct_od) the pools without a reserved block and with a
+                         positive on-demand price: all their GPUs are on demand, priced on
+                         the start and gpus_inf columns in cost['ondemand_lease'] (objective)
 Expressions
     gpus_in_use[s,g,t] = sum_{(j,o,s,t0) in PLACEMENTS, g(o) = g, t0 <= t <= t0+d-1} gpus(j,o) * start[j,o,s,t0]
                          + sum_v gpus_inf[v,s,g,t]
@@ -24,15 +29,19 @@ Constraints
 
 Reserved GPUs are paid whether used or not (a constant in the objective); ``ondemand`` is
 paid per GPU-hour. With a non-negative on-demand price the optimum has
-ondemand = max(0, gpus_in_use - reserved), the definition the verifier recomputes.
+ondemand = max(0, gpus_in_use - reserved), the definition the verifier recomputes; for a
+DIRECT_OD pool that is gpus_in_use itself, so its price goes on the columns that make up
+gpus_in_use (exact, one column and one row fewer per pool-period).
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import pyomo.environ as pyo
 
 from allocator.formulation.common import (
     add_row_slack,
+    all_placements,
     col_rows,
     ensure_gpus_in_use,
     linear,
@@ -58,6 +67,34 @@ def _ondemand_ub(model, pools, s, g, t) -> float:
     return max(0.0, top) + 0.5
 
 
+#: the largest on-demand cost of one start column priced directly ($). A start of 1e7 GPUs
+#: for 1e6 hours at 1e4 $/GPU-h costs 1e17 $, a matrix entry HiGHS rejects (above 1e15)
+#: in the budget row; such pools keep their ondemand columns, whose coefficient is a price.
+DIRECT_OD_MAX_USD = 1e9
+
+
+def direct_ondemand_pools(model, pools: dict, price: dict, period_hours: float) -> frozenset[tuple[str, str]]:
+    """The pools (s, g) without a reserved block (reserved 0, not decided by a lease) whose
+    on-demand GPUs cost something: every GPU they run is on demand, so the objective prices
+    the start and inference columns directly (objective.py) and they get no ``ondemand``
+    column or ``capacity_ondemand`` row. Measured on the demo and the training-only family:
+    the same optima, HiGHS 2-4x faster (docs/performance.md). Not in the elastic model,
+    whose usage may exceed what is available, nor where a start's on-demand cost would
+    exceed DIRECT_OD_MAX_USD."""
+    if model.elastic:
+        return frozenset()
+    decided = set(reserved_decision(model))
+    largest: dict[tuple[str, str], float] = {}
+    if hasattr(model, "start"):
+        p = all_placements(model)
+        if len(p):
+            gd = (p["gpus"].to_numpy(dtype=float) * p["d"].to_numpy(dtype=float))
+            largest = pd.Series(gd).groupby([p["s"].to_numpy(), p["g"].to_numpy()]).max().to_dict()
+    return frozenset(k for k, (_avail, reserved) in pools.items()
+                     if reserved == 0 and k not in decided and price[k] > 0
+                     and price[k] * period_hours * largest.get(k, 0.0) <= DIRECT_OD_MAX_USD)
+
+
 def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> None:
     """On-demand variables and the GPU rows of every pool and period in use."""
     ensure_gpus_in_use(model, inst, index)
@@ -70,10 +107,11 @@ def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> 
     # exported on-demand counts are recomputed from the decisions anyway)
     price = dict(zip(zip(index.pools["s"].tolist(), index.pools["g"].tolist(), strict=True),
                      index.pools["ondemand_price_usd_per_gpu_h"].tolist(), strict=True))
+    model._direct_od = direct_ondemand_pools(model, pools, price, index.period_hours)
     od_keys = [k for k in model.GPU_PERIODS
-               if (min(max_use[k], pools[k[0], k[1]][0]) > pools[k[0], k[1]][1]
-                   and price[k[0], k[1]] > 0)
-               or (model.elastic and max_use[k] > pools[k[0], k[1]][1])]
+               if (k[0], k[1]) not in model._direct_od
+               and ((min(max_use[k], pools[k[0], k[1]][0]) > pools[k[0], k[1]][1] and price[k[0], k[1]] > 0)
+                    or (model.elastic and max_use[k] > pools[k[0], k[1]][1]))]
     model.CAPACITY_ROWS = pyo.Set(initialize=keys, dimen=3, ordered=True)
     model.ONDEMAND_PERIODS = pyo.Set(initialize=od_keys, dimen=3, ordered=True)
     model.ondemand = pyo.Var(model.ONDEMAND_PERIODS, domain=pyo.NonNegativeReals,

@@ -6,6 +6,9 @@ Expressions (H = period hours, T = periods)
     cost['power_lease']    = sum_{s,t} power_cap_mw(s,t) * power_price_usd_per_mw_h(s) * H   (a constant)
                              + the decided ceilings' lease (formulation/leasing.py)
     cost['ondemand_lease'] = sum_{s,g,t} ondemand[s,g,t] * ondemand_price_usd_per_gpu_h(s,g) * H
+                             + sum_{PLACEMENTS on a DIRECT_OD pool} ondemand_price(s,g) * H * gpus(j,o) * d(j,o) * start
+                             + sum_{v,s,g,t, (s,g) in DIRECT_OD} ondemand_price(s,g) * H * gpus_inf[v,s,g,t]
+                             (DIRECT_OD: pools without a reserved block, formulation/capacity.py)
     cost['energy']         = sum_{s,t} power_mw[s,t] * H * energy_price_usd_per_mwh(s,t)
     cost['egress']         = sum_{PLACEMENTS} egress_usd(j,s) * start
                              + sum_{v,r,s,g,t} serve[v,r,s,g,t] * bytes_per_token(v) * 3600 * H / 1e9
@@ -93,12 +96,32 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
                       for s, c in zip(index.site_periods["s"], index.site_periods["power_cap_mw"], strict=True)) * H
     terms["power_lease"] = linear(pc, pv, pconst + fixed_power)
 
+    price = {(s, g): c for s, g, c in col_rows(pools, ["s", "g", "ondemand_price_usd_per_gpu_h"])}
+    oc: list[float] = []
+    ov: list = []
     if hasattr(model, "ondemand"):
-        price = {(s, g): c for s, g, c in col_rows(pools, ["s", "g", "ondemand_price_usd_per_gpu_h"])}
         keys = list(model.ONDEMAND_PERIODS)
-        terms["ondemand_lease"] = linear([price[s, g] * H for s, g, _ in keys], var_list(model.ondemand))
-    else:
-        terms["ondemand_lease"] = linear([], [])
+        oc += [price[s, g] * H for s, g, _ in keys]
+        ov += var_list(model.ondemand)
+    direct = getattr(model, "_direct_od", frozenset())
+    if direct and hasattr(model, "start"):
+        # a pool without a reserved block: every GPU it runs is on demand, priced on the start
+        p = all_placements(model)
+        rate = np.array([price[k] * H if k in direct else 0.0
+                         for k in zip(p["s"], p["g"], strict=True)], dtype=float)
+        c = rate * p["gpus"].to_numpy(dtype=float) * p["d"].to_numpy(dtype=float)
+        nz = np.flatnonzero(c)
+        sv = start_vars(model)
+        oc.extend(c[nz].tolist())
+        ov.extend(sv[i] for i in nz.tolist())
+    if direct and hasattr(model, "gpus_inf"):
+        sp = index.service_periods
+        gi = var_list(model.gpus_inf)
+        for i, k in enumerate(zip(sp["s"], sp["g"], strict=True)):
+            if k in direct:
+                oc.append(price[k] * H)
+                ov.append(gi[i])
+    terms["ondemand_lease"] = linear(oc, ov)
 
     terms["energy"] = linear(*_site_cost_vectors(model, index, "energy_price_usd_per_mwh"))
     ec, ev = _site_cost_vectors(model, index, "carbon_g_per_kwh")
