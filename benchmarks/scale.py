@@ -121,6 +121,7 @@ def _run(family: str, size: str, seed: int, strategy: str, time_limit: float, gr
                solve_s=round(tm.get("solve_s", 0.0), 2), timings=tm,
                objective=res.objective, bound=res.bound, gap=res.gap, status=res.status.value,
                message=res.message, bound_kind=_bound_kind(res.bound, st), stages=st or None)
+    row["costs"] = dict(res.costs or {})
     row["verified"] = None
     if res.objective is not None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,6 +2,9 @@
 
     python benchmarks/sweep_reuse.py [--instance data/demo/instance.yaml]
         [--spec data/demo/sweep.yaml] [--limit N] [--threads T] [--repeat R] [--out results.csv]
+    python benchmarks/sweep_reuse.py --size M --seed 0 --spec benchmarks/sweep_m.yaml
+
+(``--size``: the generated instance of that size, `allocator generate`'s, instead of a file.)
 
 Solves the spec's scenarios one after another in this process, as one sweep worker does,
 once rebuilding every model (each scenario through allocator.solve) and once with
@@ -22,16 +25,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(instance: str, spec: str, limit: int | None, reuse: bool, threads: int):
+def instance_of(instance: str, size: str | None, seed: int):
+    """The instance file, or the generated instance of ``size`` and ``seed``."""
+    if size:
+        from allocator.generate import SIZES, generate_instance
+
+        return generate_instance(**SIZES[size.upper()], seed=seed)
+    from allocator import load_instance
+
+    return load_instance(instance)
+
+
+def run(instance: str, spec: str, limit: int | None, reuse: bool, threads: int,
+        size: str | None = None, seed: int = 0):
     """Solve the scenarios one after another; returns (rows, seconds, session stats)."""
     import pandas as pd
 
-    from allocator import load_instance
     from allocator.api import solve
     from allocator.sweep import ReuseSession
     from allocator.sweep_spec import check_spec, load_spec, scenario_instance
 
-    inst = load_instance(instance)
+    inst = instance_of(instance, size, seed)
     sp = load_spec(spec)
     scenarios = check_spec(inst, sp)[:limit]
     opts = sp.solve_options().with_(threads=threads)
@@ -52,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instance", default=str(ROOT / "data" / "demo" / "instance.yaml"))
     ap.add_argument("--spec", default=str(ROOT / "data" / "demo" / "sweep.yaml"))
+    ap.add_argument("--size", default=None, help="S, M, L: a generated instance instead of --instance")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated instance (with --size)")
     ap.add_argument("--limit", type=int, default=None, help="first N scenarios of the spec only")
     ap.add_argument("--threads", type=int, default=1, help="HiGHS threads per solve")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each way (median reported)")
@@ -63,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     stats = {}
     for _ in range(args.repeat):
         for reuse in (False, True):
-            df, secs, st = run(args.instance, args.spec, args.limit, reuse, args.threads)
+            df, secs, st = run(args.instance, args.spec, args.limit, reuse, args.threads,
+                               args.size, args.seed)
             times[reuse].append(secs)
             frames[reuse], stats[reuse] = df, st
     n = len(frames[False])
@@ -71,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     a, b = frames[False]["objective"], frames[True]["objective"]
     gap = frames[False]["gap"].fillna(0).clip(lower=1e-4)
     agree = bool((((a - b).abs() <= 2 * gap * a.abs() + 1e-6) | ~ok).all())
-    print(f"instance {Path(args.instance).name}, spec {Path(args.spec).name}: {n} scenarios, "
+    name = f"generated {args.size.upper()} seed {args.seed}" if args.size else Path(args.instance).name
+    print(f"instance {name}, spec {Path(args.spec).name}: {n} scenarios, "
           f"{int(ok.sum())} with a schedule, {args.repeat} run(s) each way")
     for reuse, label in ((False, "rebuild every scenario"), (True, "re-use the built model")):
         med = statistics.median(times[reuse])
