@@ -228,6 +228,8 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
     if raw.stages:
         base["stages"] = [dataclasses.asdict(s) for s in raw.stages]
 
+    if pending and (outcome.status not in (Status.FEASIBLE, Status.NO_SOLUTION) or interrupt.requested()):
+        pending[0].stop.set()  # no fallback wanted: the plan's thread stops (before any explaining)
     if outcome.status is Status.INFEASIBLE and opts.explain:
         with clock("explain_s"):
             outcome.explanation = explain_infeasible(inst, index, deadline.options(opts))
@@ -242,6 +244,8 @@ def _solve_mip(inst, index, opts: SolveOptions, net, deadline: Deadline, base: d
         with clock("greedy_s"):
             outcome = _greedy_fallback(inst, index, opts, outcome, net, deadline,
                                        pending[0] if pending else None)
+    for future in pending:  # the plan is used or not needed: its thread stops
+        future.stop.set()
     result = build_result(inst, index, opts, outcome)
     if plan is not None and result.status.has_schedule:
         result = _with_changes(result, inst, index, plan, opts, base)
@@ -494,18 +498,22 @@ def _start_greedy(inst: Instance, index, opts: SolveOptions, net, deadline: Dead
     Python's lock while it solves), so that a large instance whose HiGHS run ends at its
     limit with nothing still has the greedy plan to return; made after HiGHS, it could take
     longer than the grace _fallback_deadline allows (generated L with three times the
-    services: 18 s). The thread is a daemon and stops at that deadline at the latest; when
-    HiGHS needs no fallback its plan is simply not used."""
-    from allocator.heuristics import greedy_outcome
+    services: 18 s). The thread is a daemon and stops at that deadline at the latest, or
+    once ``future.stop`` is set (_solve_mip sets it when HiGHS needs no fallback)."""
+    from allocator.heuristics import greedy_outcome, stop_when
 
     future: Future = Future()
+    future.stop = threading.Event()
     at = _fallback_deadline(deadline)
 
     def run() -> None:
+        stop_when(future.stop)
         try:
             future.set_result(greedy_outcome(inst, index, opts, net=net, deadline=at))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             future.set_exception(exc)
+        finally:
+            stop_when(None)
 
     threading.Thread(target=run, name="allocator-greedy-fallback", daemon=True).start()
     return future

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -520,8 +521,21 @@ class GreedyTimeUp(Exception):  # noqa: N818 - a signal, not an error
     """The greedy planner reached its deadline before its plan was complete."""
 
 
+_STOP = threading.local()  # .event: set by another thread to stop this thread's planner
+
+
+def stop_when(event: threading.Event | None) -> None:
+    """Make the greedy planner of the calling thread stop (GreedyTimeUp) once ``event`` is
+    set, as at its deadline: the mip route's fallback plan, made beside HiGHS, is stopped
+    when HiGHS needs no fallback."""
+    _STOP.event = event
+
+
 def _check_deadline(deadline: float | None) -> None:
     if deadline is not None and time.perf_counter() >= deadline:
+        raise GreedyTimeUp
+    event = getattr(_STOP, "event", None)
+    if event is not None and event.is_set():
         raise GreedyTimeUp
 
 

@@ -302,6 +302,30 @@ def test_the_greedy_fallback_is_made_while_highs_runs(monkeypatch):
     assert "greedy plan" in res.message
 
 
+def test_the_greedy_fallback_stops_when_highs_needs_none(monkeypatch):
+    # HiGHS proves the demo optimal: the plan made beside it is not needed, and its thread
+    # stops at its next check instead of running on to its deadline (here a planner that
+    # would take 60 s)
+    import threading
+    import time
+
+    heur = importlib.import_module("allocator.heuristics")
+
+    def slow(*a, **kw):
+        for _ in range(6000):
+            heur._check_deadline(kw.get("deadline"))
+            time.sleep(0.01)
+        raise AssertionError("the greedy planner was not stopped")
+
+    monkeypatch.setattr(heur, "greedy_schedule", slow)
+    res = allocator.solve(DATA / "demo" / "instance.yaml", time_limit_s=300.0)
+    assert res.status is Status.OPTIMAL
+    t0 = time.perf_counter()
+    while any(t.name == "allocator-greedy-fallback" for t in threading.enumerate()):
+        assert time.perf_counter() - t0 < 5.0, "the greedy fallback thread runs on"
+        time.sleep(0.05)
+
+
 def test_a_time_limit_of_zero_bounds_the_whole_command():
     # no time at all: the deadline runs out during indexing, before any model is built;
     # the result says so (no_solution, exit 4), it does not run on
