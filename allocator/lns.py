@@ -62,12 +62,17 @@ class Arrays:
         return cls(cm.A, cm.c[k], float(cm.offset[k]) if cm.offset.size else 0.0, cm.col_lower,
                    cm.col_upper, cm.row_lower, cm.row_upper, cm.integrality)
 
-    def highs(self, *, integer: bool = True, **kw):
-        """A HiGHS object holding these arrays (allocator.solve.highs_from_arrays)."""
+    def highs(self, *, integer: bool = True, zero: np.ndarray | None = None, **kw):
+        """A HiGHS object holding these arrays (allocator.solve.highs_from_arrays); the
+        columns ``zero`` fixed at 0."""
         from allocator.solve import highs_from_arrays
 
         integ = self.integrality if integer else np.zeros(len(self.c), dtype=np.int32)
-        return highs_from_arrays(self.A, self.c, self.offset, self.col_lower, self.col_upper,
+        lower, upper = self.col_lower, self.col_upper
+        if zero is not None and len(zero):
+            lower, upper = lower.copy(), upper.copy()
+            lower[zero] = upper[zero] = 0.0
+        return highs_from_arrays(self.A, self.c, self.offset, lower, upper,
                                  self.row_lower, self.row_upper, integ, **kw)
 
 
@@ -213,8 +218,8 @@ class _Lns:
         # pools without a reserved block, which have none (all their GPUs are on demand:
         # formulation.capacity.direct_ondemand_pools)
         direct = getattr(cm.model, "_direct_od", frozenset())
-        on_direct = np.array([(pools["s"].iat[k], pools["g"].iat[k]) in direct for k in self.use_keys[:, 0]],
-                             dtype=bool) if len(self.use_keys) else np.zeros(0, dtype=bool)
+        pool_direct = np.array([k in direct for k in zip(pools["s"], pools["g"], strict=True)], dtype=bool)
+        on_direct = pool_direct[self.use_keys[:, 0]] if len(self.use_keys) else np.zeros(0, dtype=bool)
         self.buy_cols = np.concatenate([self.od_cols, self.use_cols[on_direct]])
         buy_keys = np.concatenate([self.od_keys, self.use_keys[on_direct]])
         self.buy_t = buy_keys[:, 1] if len(buy_keys) else np.zeros(0, np.int64)
@@ -483,16 +488,12 @@ class _BoundWorker(threading.Thread):
         try:
             # no MIP start: handed a heuristic plan, HiGHS was measured to stop improving on
             # it (docs/performance.md); its own search is the better complement here
-            h = self.ar.highs(integer=True, time_limit=remaining, seed=self.options.seed,
-                              mip_gap=self.options.mip_gap)
             # the formulation as the mip route solves it: every mandatory job placed. The
             # penalised columns that let the search hold a job out are for the search; left
             # open, HiGHS's incumbents kept mandatory jobs out at $1e8 each (generated M:
             # 3.3M and 302M against the mip route's 1.9M in the same 120 s)
-            slack = self.cm.cols("training_unplaced")
-            if len(slack):
-                zero = np.zeros(len(slack))
-                h.changeColsBounds(len(slack), np.asarray(slack, dtype=np.int32), zero, zero)
+            h = self.ar.highs(integer=True, zero=self.cm.cols("training_unplaced"), time_limit=remaining,
+                              seed=self.options.seed, mip_gap=self.options.mip_gap)
             self._h = h
             h.run()
             info = h.getInfo()
