@@ -36,6 +36,7 @@ gpus_in_use (exact, one column and one row fewer per pool-period).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
@@ -73,6 +74,22 @@ def _ondemand_ub(model, pools, s, g, t) -> float:
 DIRECT_OD_MAX_USD = 1e9
 
 
+def per_pool(frame: pd.DataFrame, values: dict[tuple[str, str], float]) -> np.ndarray:
+    """``values[(s, g)]`` for each row of ``frame`` (its ``s`` and ``g`` columns); 0 where absent."""
+    if not len(frame) or not values:
+        return np.zeros(len(frame))
+    table = pd.Series(list(values.values()), index=pd.MultiIndex.from_tuples(list(values)), dtype=float)
+    keys = pd.MultiIndex.from_arrays([frame["s"].to_numpy(), frame["g"].to_numpy()])
+    return table.reindex(keys).fillna(0.0).to_numpy(dtype=float)
+
+
+def start_ondemand_usd(p: pd.DataFrame, price: dict[tuple[str, str], float], period_hours: float) -> np.ndarray:
+    """The on-demand cost of each start (row of placements ``p``) if all its GPUs are on
+    demand: price(s,g) * H * gpus * d."""
+    return (per_pool(p, price) * period_hours * p["gpus"].to_numpy(dtype=float)
+            * p["d"].to_numpy(dtype=float)) if len(p) else np.zeros(0)
+
+
 def direct_ondemand_pools(model, pools: dict, price: dict, period_hours: float) -> frozenset[tuple[str, str]]:
     """The pools (s, g) without a reserved block (reserved 0, not decided by a lease) whose
     on-demand GPUs cost something: every GPU they run is on demand, so the objective prices
@@ -85,14 +102,13 @@ def direct_ondemand_pools(model, pools: dict, price: dict, period_hours: float) 
         return frozenset()
     decided = set(reserved_decision(model))
     largest: dict[tuple[str, str], float] = {}
-    if hasattr(model, "start"):
+    if hasattr(model, "start") and len(all_placements(model)):
         p = all_placements(model)
-        if len(p):
-            gd = (p["gpus"].to_numpy(dtype=float) * p["d"].to_numpy(dtype=float))
-            largest = pd.Series(gd).groupby([p["s"].to_numpy(), p["g"].to_numpy()]).max().to_dict()
+        cost = pd.Series(start_ondemand_usd(p, price, period_hours))
+        largest = cost.groupby([p["s"].to_numpy(), p["g"].to_numpy()]).max().to_dict()
     return frozenset(k for k, (_avail, reserved) in pools.items()
                      if reserved == 0 and k not in decided and price[k] > 0
-                     and price[k] * period_hours * largest.get(k, 0.0) <= DIRECT_OD_MAX_USD)
+                     and largest.get(k, 0.0) <= DIRECT_OD_MAX_USD)
 
 
 def add_capacity(model, inst: Instance, index: Index, options: SolveOptions) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
+from allocator.formulation.capacity import per_pool, start_ondemand_usd
 from allocator.formulation.common import (
     KTOK,
     all_placements,
@@ -104,23 +105,22 @@ def ensure_costs(model, inst: Instance, index: Index) -> None:
         oc += [price[s, g] * H for s, g, _ in keys]
         ov += var_list(model.ondemand)
     direct = getattr(model, "_direct_od", frozenset())
-    if direct and hasattr(model, "start"):
-        # a pool without a reserved block: every GPU it runs is on demand, priced on the start
-        p = all_placements(model)
-        rate = np.array([price[k] * H if k in direct else 0.0
-                         for k in zip(p["s"], p["g"], strict=True)], dtype=float)
-        c = rate * p["gpus"].to_numpy(dtype=float) * p["d"].to_numpy(dtype=float)
-        nz = np.flatnonzero(c)
-        sv = start_vars(model)
-        oc.extend(c[nz].tolist())
-        ov.extend(sv[i] for i in nz.tolist())
-    if direct and hasattr(model, "gpus_inf"):
-        sp = index.service_periods
-        gi = var_list(model.gpus_inf)
-        for i, k in enumerate(zip(sp["s"], sp["g"], strict=True)):
-            if k in direct:
-                oc.append(price[k] * H)
-                ov.append(gi[i])
+    if direct:
+        # a pool without a reserved block: every GPU it runs is on demand, priced on its
+        # start and gpus_inf columns (formulation/capacity.py)
+        on = {k: price[k] for k in direct}
+        if hasattr(model, "start"):
+            c = start_ondemand_usd(all_placements(model), on, H)
+            nz = np.flatnonzero(c)
+            sv = start_vars(model)
+            oc.extend(c[nz].tolist())
+            ov.extend(sv[i] for i in nz.tolist())
+        if hasattr(model, "gpus_inf"):
+            c = per_pool(index.service_periods, on) * H
+            nz = np.flatnonzero(c)
+            gi = var_list(model.gpus_inf)
+            oc.extend(c[nz].tolist())
+            ov.extend(gi[i] for i in nz.tolist())
     terms["ondemand_lease"] = linear(oc, ov)
 
     terms["energy"] = linear(*_site_cost_vectors(model, index, "energy_price_usd_per_mwh"))
